@@ -1,0 +1,289 @@
+//! The configuration file: its TOML schema, the embedded defaults used when no file is
+//! given, and validation. Unknown keys and bad values are errors that name the key and line
+//! (serde's `deny_unknown_fields` plus toml's spans); semantic checks add the key by name.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the default config keeps its data, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./holdfast-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+    /// The file this came from (`None` for the embedded default); not a TOML key.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Addresses to listen on, `IP:PORT`.
+    pub listen: Vec<String>,
+    /// Seconds a TLS handshake may take before the connection is dropped.
+    pub handshake_timeout_secs: u64,
+    /// Seconds to wait for a request's headers (also bounds idle keep-alive connections).
+    pub header_read_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+    /// Upper bound on the size of a request's header block, in bytes.
+    pub max_header_bytes: usize,
+    /// Most connections served at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![DEFAULT_LISTEN.to_owned()],
+            handshake_timeout_secs: 10,
+            header_read_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+            max_header_bytes: 64 * 1024,
+            max_connections: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// `false` serves plain HTTP: only behind a TLS-terminating proxy.
+    pub enabled: bool,
+    /// PEM certificate chain; with `key`. When both are absent, a local CA and a server
+    /// certificate are generated under `<storage.path>/tls/` on first run.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Extra subject alternative names for the generated certificate.
+    pub generated_names: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: true,
+            cert: None,
+            key: None,
+            generated_names: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+    /// Upload sessions untouched for this many hours are removed.
+    pub upload_max_age_hours: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from(DEFAULT_DATA_DIR),
+            upload_max_age_hours: 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest manifest accepted, in bytes (the spec suggests at least 4 MiB).
+    pub manifest_max_bytes: u64,
+    /// Largest blob accepted, in bytes; 0 means no limit beyond the disk.
+    pub blob_max_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            manifest_max_bytes: 4 * 1024 * 1024,
+            blob_max_bytes: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `holdfast=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`, or the embedded default when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, path)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        if self.server.listen.is_empty() {
+            return Err(invalid(
+                "server.listen",
+                "at least one address is needed".into(),
+            ));
+        }
+        for a in &self.server.listen {
+            a.parse::<SocketAddr>()
+                .map_err(|e| invalid("server.listen", format!("{a:?} is not IP:PORT ({e})")))?;
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(invalid(
+                "tls.cert",
+                "`cert` and `key` go together: set both or neither".into(),
+            ));
+        }
+        if self.server.max_header_bytes < 8192 {
+            return Err(invalid(
+                "server.max_header_bytes",
+                "must be at least 8192".into(),
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return Err(invalid(
+                "server.max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.limits.manifest_max_bytes == 0 {
+            return Err(invalid(
+                "limits.manifest_max_bytes",
+                "must be greater than 0".into(),
+            ));
+        }
+        if self.storage.path.as_os_str().is_empty() {
+            return Err(invalid("storage.path", "must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        // Validated in `validate`, so parsing cannot fail here; filter_map keeps it total.
+        self.server
+            .listen
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    }
+
+    /// Where generated TLS material lives.
+    pub fn generated_tls_dir(&self) -> PathBuf {
+        self.storage.path.join("tls")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn minimal_and_documented_keys() {
+        let c = parse(
+            "[server]\nlisten = [\"127.0.0.1:5000\"]\n[tls]\nenabled = true\ncert = \"/a.crt\"\nkey = \"/a.key\"\n[storage]\npath = \"/var/lib/holdfast\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.storage.path, PathBuf::from("/var/lib/holdfast"));
+        assert_eq!(c.limits.manifest_max_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = parse("[server]\nlisten = [\"127.0.0.1:5000\"]\nlisen = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lisen"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = parse("[server]\nlisten = [\"nonsense\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let e = parse("[tls]\ncert = \"/x\"\n").unwrap_err().to_string();
+        assert!(e.contains("tls.cert"), "{e}");
+        let e = parse("[limits]\nmanifest_max_bytes = \"big\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("manifest_max_bytes"), "{e}");
+    }
+
+    #[test]
+    fn shipped_example_is_valid() {
+        let text = include_str!("../etc/holdfast.toml");
+        parse(text).unwrap();
+    }
+}

@@ -1,0 +1,181 @@
+//! The HTTP adapter: one warp filter that takes every request apart (method, decoded path,
+//! query, headers, streaming body), gives it a request id and an access-log line, hands
+//! `/v2/` requests to the registry and turns its `Reply` into a response. Every answer to a
+//! `HEAD` goes out without a body (HTTP/2 clients break otherwise).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use tracing::Instrument;
+use warp::filters::path::FullPath;
+use warp::{Filter, Reply as _};
+
+use crate::registry::errors::RegistryError;
+use crate::registry::{Payload, Registry, Reply, Request};
+use crate::storage::{BodyStream, Storage};
+
+/// The client's address, put into request extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+type Response = warp::reply::Response;
+
+/// All routes of the server, as one filter that never rejects.
+pub fn routes<S: Storage>(
+    registry: Arc<Registry<S>>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let request_ids = Arc::new(RequestIds::new());
+    let body = warp::body::stream().map(body_stream);
+    warp::method()
+        .and(warp::path::full())
+        .and(raw_query)
+        .and(warp::header::headers_cloned())
+        .and(body)
+        .and(warp::ext::optional::<PeerAddr>())
+        .then(
+            move |method: Method,
+                  path: FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  body: BodyStream,
+                  peer: Option<PeerAddr>| {
+                let registry = registry.clone();
+                let id = request_ids.next();
+                let span = tracing::info_span!("request", id = %id);
+                async move {
+                    let started = Instant::now();
+                    let is_head = method == Method::HEAD;
+                    let reply = match decode(path.as_str(), &query) {
+                        Ok((path, query)) => {
+                            let req = Request {
+                                method: method.clone(),
+                                path,
+                                query,
+                                headers,
+                                body,
+                            };
+                            registry.handle(req).await
+                        }
+                        Err(e) => Reply::error(&e),
+                    };
+                    let status = reply.status;
+                    let response = into_response(reply, is_head, &id);
+                    tracing::info!(
+                        method = %method,
+                        path = %path.as_str(),
+                        status = status.as_u16(),
+                        peer = %peer.map(|p| p.0.to_string()).unwrap_or_default(),
+                        millis = started.elapsed().as_millis() as u64,
+                        "access"
+                    );
+                    response
+                }
+                .instrument(span)
+            },
+        )
+        .recover(|rejection: warp::Rejection| async move {
+            // The filter above accepts every request; a rejection means warp itself could
+            // not hand over the request (e.g. a body already taken).
+            tracing::warn!(?rejection, "request rejected by the HTTP layer");
+            let err = RegistryError::new(
+                StatusCode::BAD_REQUEST,
+                crate::registry::errors::Code::Unsupported,
+                "malformed request",
+            );
+            Ok::<_, Infallible>(into_response(Reply::error(&err), false, ""))
+        })
+        .unify()
+}
+
+/// Adapts warp's body stream to the registry's: plain `Bytes` chunks and I/O errors.
+fn body_stream<St, B>(s: St) -> BodyStream
+where
+    St: futures_util::Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
+    B: Buf,
+{
+    Box::pin(s.map(|chunk| {
+        chunk
+            .map(|mut b| b.copy_to_bytes(b.remaining()))
+            .map_err(std::io::Error::other)
+    }))
+}
+
+/// Percent-decodes the path and query. A path that does not decode to UTF-8 is a bad name.
+fn decode(path: &str, query: &str) -> Result<(String, Vec<(String, String)>), RegistryError> {
+    let bad_name = || RegistryError::from(crate::registry::names::NameError::Name);
+    let path = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| bad_name())?
+        .into_owned();
+    let query = serde_urlencoded::from_str::<Vec<(String, String)>>(query).map_err(|_| {
+        RegistryError::new(
+            StatusCode::BAD_REQUEST,
+            crate::registry::errors::Code::Unsupported,
+            "malformed query string",
+        )
+    })?;
+    Ok((path, query))
+}
+
+fn into_response(reply: Reply, is_head: bool, request_id: &str) -> Response {
+    let Reply {
+        status,
+        mut headers,
+        payload,
+    } = reply;
+    let mut response = match payload {
+        _ if is_head => {
+            // Keep the Content-Length a handler computed for HEAD; drop an error body's.
+            http::Response::new(Bytes::new()).into_response()
+        }
+        Payload::Empty => http::Response::new(Bytes::new()).into_response(),
+        Payload::Bytes(b) => http::Response::new(b).into_response(),
+        Payload::Stream { len, stream } => {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            warp::reply::stream(stream).into_response()
+        }
+    };
+    *response.status_mut() = status;
+    if is_head && !status.is_success() {
+        headers.remove(CONTENT_LENGTH);
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    response.headers_mut().extend(headers);
+    response
+}
+
+/// Request ids: a per-process random prefix and a counter, unique and cheap.
+struct RequestIds {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut b = [0u8; 4];
+        // Without randomness ids are still unique within the process.
+        let _ = getrandom::fill(&mut b);
+        RequestIds {
+            prefix: hex::encode(b),
+            counter: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{}-{}",
+            self.prefix,
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}

@@ -1,0 +1,158 @@
+//! The server: everything between the socket and the registry. It opens storage, prepares
+//! TLS (generating a local CA on first run when no certificate is configured), binds the
+//! listeners, runs background upkeep (expired upload sessions), and shuts down gracefully on
+//! SIGTERM/SIGINT.
+
+pub mod certgen;
+pub mod http;
+pub mod listener;
+pub mod tls;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::storage::{FsStorage, Storage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("opening storage at {path}: {source}")]
+    Storage {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    CertGen(#[from] certgen::CertGenError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Loads the configured certificate, or the generated one (making it on first run).
+fn prepare_tls(config: &Config) -> Result<Option<TlsAcceptor>, ServerError> {
+    if !config.tls.enabled {
+        tracing::warn!(
+            "TLS is disabled in the config: serving plain HTTP. Do this only behind a \
+             TLS-terminating proxy on a trusted network."
+        );
+        return Ok(None);
+    }
+    let (cert, key) = match (&config.tls.cert, &config.tls.key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let dir = config.generated_tls_dir();
+            let gen = certgen::Generated::in_dir(&dir);
+            if !gen.exists() {
+                let names = certgen::default_names(&config.tls.generated_names);
+                certgen::generate(&dir, &names)?;
+                tracing::info!(names = ?names, "generated a local CA and server certificate");
+                let host = config
+                    .listen_addrs()
+                    .first()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                // The one line a user needs, on stdout so it is seen even with logs filtered.
+                println!(
+                    "holdfast: trust the new local CA {ca} (docker: copy it to /etc/docker/certs.d/{host}/ca.crt; skopeo/podman: --cert-dir {dir})",
+                    ca = gen.ca_cert.display(),
+                    dir = dir.display(),
+                );
+            }
+            (gen.cert, gen.key)
+        }
+    };
+    let server_config = tls::load_server_config(&cert, &key)?;
+    Ok(Some(TlsAcceptor::from(server_config)))
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let storage = FsStorage::open(&config.storage.path).map_err(|source| ServerError::Storage {
+        path: config.storage.path.clone(),
+        source,
+    })?;
+    let tls = prepare_tls(&config)?;
+    let registry = Arc::new(Registry::new(storage.clone(), config.limits.clone()));
+    let routes = http::routes(registry);
+    let service = warp::service(routes);
+
+    let serving = Arc::new(listener::Serving::new(&config.server));
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let mut accept_tasks = Vec::new();
+    for addr in config.listen_addrs() {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local = l.local_addr().unwrap_or(addr);
+        tracing::info!(addr = %local, tls = tls.is_some(), "listening");
+        accept_tasks.push(tokio::spawn(listener::accept_loop(
+            l,
+            tls.clone(),
+            service.clone(),
+            serving.clone(),
+            graceful.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+
+    let purge_age = Duration::from_secs(config.storage.upload_max_age_hours.saturating_mul(3600));
+    let purge_storage = storage.clone();
+    let purge = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            match purge_storage.uploads_purge(purge_age).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "purged expired upload sessions"),
+                Err(e) => tracing::warn!(error = %e, "purging upload sessions failed"),
+            }
+        }
+    });
+
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutting down: no new connections; draining in-flight requests");
+    let _ = shutdown_tx.send(true);
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    purge.abort();
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; closing remaining connections");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,621 @@
+//! The default storage backend: a directory tree on the local filesystem. It owns the layout
+//! under the data root, the crash-safety of every write (content becomes visible only by an
+//! atomic rename after it was verified and fsync'd), and the in-memory indexes (catalog, tag
+//! sets, upload hash state) that keep hot paths from re-reading directories. It assumes this
+//! process is the only writer of the data root.
+//!
+//! ```text
+//! blobs/<alg>/<2 hex>/<hex>                                      content
+//! repositories/<name>/_layers/<alg>/<hex>                        blob link (digest string)
+//! repositories/<name>/_manifests/revisions/<alg>/<hex>           manifest link
+//! repositories/<name>/_manifests/tags/<tag>                      digest string
+//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>         referrer descriptor JSON
+//! uploads/<id>/{repo,data}                                       upload session
+//! tmp/                                                           temp files of atomic writes
+//! ```
+//!
+//! Name components never start with `_` (grammar), so `_layers` etc. cannot collide with a
+//! nested repository.
+
+mod atomic;
+mod read;
+mod uploads;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Mutex;
+
+use self::atomic::{
+    blocking, ensure_dir, not_found, read_digest_file, remove_durable, write_atomic,
+};
+use self::read::ChunkReader;
+use self::uploads::SessionSlot;
+use super::{BlobRead, ReferrerRecord, Storage, StorageError, StorageResult, UploadId};
+use crate::registry::names::{Digest, RepoName, Tag};
+
+/// Tags of one repository, tag -> digest; `None` until first needed.
+type TagSlot = Arc<Mutex<Option<BTreeMap<String, Digest>>>>;
+
+/// The local-filesystem backend. Cloning is cheap and clones share all state.
+#[derive(Clone)]
+pub struct FsStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    layout: Layout,
+    /// Upload sessions that were touched since start (or created): their hash state.
+    sessions: StdMutex<HashMap<String, SessionSlot>>,
+    /// All repository names, built on first catalog request (so start-up stays instant).
+    catalog: Arc<Mutex<Option<BTreeSet<String>>>>,
+    /// Per-repository tag sets, each built on first listing.
+    tags: StdMutex<HashMap<String, TagSlot>>,
+}
+
+/// Where everything lives under the root.
+struct Layout {
+    root: PathBuf,
+    blobs: PathBuf,
+    repos: PathBuf,
+    uploads: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Layout {
+    fn blob(&self, d: &Digest) -> PathBuf {
+        self.blobs
+            .join(d.algorithm().as_str())
+            .join(&d.hex()[..2])
+            .join(d.hex())
+    }
+
+    fn repo(&self, repo: &RepoName) -> PathBuf {
+        self.repos.join(repo.as_str())
+    }
+
+    /// Takes the name as `&str` because a committing upload knows its repository only by
+    /// the name stored in the session.
+    fn layer_link(&self, repo: &str, d: &Digest) -> PathBuf {
+        self.repos
+            .join(repo)
+            .join("_layers")
+            .join(d.algorithm().as_str())
+            .join(d.hex())
+    }
+
+    fn manifests(&self, repo: &RepoName) -> PathBuf {
+        self.repo(repo).join("_manifests")
+    }
+
+    fn manifest_link(&self, repo: &RepoName, d: &Digest) -> PathBuf {
+        self.manifests(repo)
+            .join("revisions")
+            .join(d.algorithm().as_str())
+            .join(d.hex())
+    }
+
+    fn tags(&self, repo: &RepoName) -> PathBuf {
+        self.manifests(repo).join("tags")
+    }
+
+    fn referrers(&self, repo: &RepoName, subject: &Digest) -> PathBuf {
+        self.repo(repo)
+            .join("_referrers")
+            .join(subject.algorithm().as_str())
+            .join(subject.hex())
+    }
+
+    fn upload(&self, id: &str) -> PathBuf {
+        self.uploads.join(id)
+    }
+}
+
+/// A referrer record's file name: `<alg>-<hex>` (no `:`, which some filesystems dislike).
+fn referrer_file_name(d: &Digest) -> String {
+    format!("{}-{}", d.algorithm().as_str(), d.hex())
+}
+
+fn parse_referrer_file_name(name: &str) -> Option<Digest> {
+    let (alg, hex) = name.split_once('-')?;
+    Digest::parse(&format!("{alg}:{hex}")).ok()
+}
+
+/// Locks a std mutex whose data stays consistent even if a holder panicked (plain maps).
+fn lock<T>(m: &StdMutex<T>) -> StdMutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl FsStorage {
+    /// Opens (creating if needed) a data root. Does no scanning: indexes build lazily.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<FsStorage> {
+        let root = root.into();
+        let layout = Layout {
+            blobs: root.join("blobs"),
+            repos: root.join("repositories"),
+            uploads: root.join("uploads"),
+            tmp: root.join("tmp"),
+            root,
+        };
+        fs::create_dir_all(&layout.root)?;
+        for d in [&layout.blobs, &layout.repos, &layout.uploads, &layout.tmp] {
+            ensure_dir(d)?;
+        }
+        Ok(FsStorage {
+            inner: Arc::new(Inner {
+                layout,
+                sessions: StdMutex::new(HashMap::new()),
+                catalog: Arc::new(Mutex::new(None)),
+                tags: StdMutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The data root this storage was opened on.
+    pub fn root(&self) -> &Path {
+        &self.inner.layout.root
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    /// Writes a small file atomically, off the async threads.
+    async fn put_small(&self, target: PathBuf, data: Vec<u8>) -> StorageResult<()> {
+        let inner = self.inner.clone();
+        blocking(move || Ok(write_atomic(&inner.layout.tmp, &target, &data)?)).await
+    }
+
+    /// Writes a link file unless it is already there (links are immutable: content = name).
+    async fn put_link(&self, target: PathBuf, digest: &Digest) -> StorageResult<()> {
+        let inner = self.inner.clone();
+        let data = digest.to_string();
+        blocking(move || {
+            if target.is_file() {
+                return Ok(());
+            }
+            Ok(write_atomic(&inner.layout.tmp, &target, data.as_bytes())?)
+        })
+        .await
+    }
+
+    async fn remove(&self, target: PathBuf) -> StorageResult<()> {
+        blocking(move || remove_durable(&target)).await
+    }
+
+    async fn is_file(&self, target: PathBuf) -> StorageResult<bool> {
+        blocking(move || Ok(target.is_file())).await
+    }
+
+    /// Makes sure `repo` has its `_manifests` directory, i.e. exists in the catalog. The
+    /// directory is created under the catalog lock so a concurrent first catalog build either
+    /// sees it on disk or gets the name inserted afterwards.
+    async fn ensure_repo(&self, repo: &RepoName) -> StorageResult<()> {
+        let dir = self.layout().manifests(repo);
+        let probe = dir.clone();
+        if blocking(move || Ok(probe.is_dir())).await? {
+            return Ok(());
+        }
+        let mut catalog = self.inner.catalog.clone().lock_owned().await;
+        let name = repo.as_str().to_owned();
+        // The guard moves into the task, so a cancelled caller cannot leave disk and index apart.
+        blocking(move || {
+            ensure_dir(&dir)?;
+            if let Some(set) = catalog.as_mut() {
+                set.insert(name);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn tag_slot(&self, repo: &RepoName) -> TagSlot {
+        lock(&self.inner.tags)
+            .entry(repo.as_str().to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Locks the repository's tag set, loading it from disk if needed. `NotFound` when the
+    /// repository does not exist.
+    async fn tags_loaded(
+        &self,
+        repo: &RepoName,
+    ) -> StorageResult<tokio::sync::OwnedMutexGuard<Option<BTreeMap<String, Digest>>>> {
+        let mut guard = self.tag_slot(repo).lock_owned().await;
+        if guard.is_some() {
+            return Ok(guard);
+        }
+        let manifests = self.layout().manifests(repo);
+        let dir = self.layout().tags(repo);
+        blocking(move || {
+            if !manifests.is_dir() {
+                return Err(StorageError::NotFound);
+            }
+            *guard = Some(load_tags(&dir)?);
+            Ok(guard)
+        })
+        .await
+    }
+}
+
+/// Reads every tag file of a repository. Files that are not tags (stray temp names) are
+/// skipped.
+fn load_tags(dir: &Path) -> io::Result<BTreeMap<String, Digest>> {
+    let mut map = BTreeMap::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(map),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if Tag::parse(&name).is_err() {
+            continue;
+        }
+        match read_digest_file(&entry.path()) {
+            Ok(d) => {
+                map.insert(name, d);
+            }
+            // Deleted between listing and reading: not a tag any more.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(map)
+}
+
+/// Walks `repositories/` for directories holding `_manifests`. Iterative, and pruned at any
+/// component that is not a valid name (so it never descends into `_layers` and the like).
+fn scan_repositories(base: &Path) -> io::Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![(base.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let full = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if RepoName::parse(&full).is_err() {
+                continue;
+            }
+            let path = entry.path();
+            if path.join("_manifests").is_dir() {
+                out.insert(full.clone());
+            }
+            stack.push((path, full));
+        }
+    }
+    Ok(out)
+}
+
+/// Up to `n` items of `set` strictly after `last`.
+fn page<'a>(iter: impl Iterator<Item = &'a String>, n: usize) -> Vec<String> {
+    iter.take(n).cloned().collect()
+}
+
+fn after(last: Option<&str>) -> (Bound<&str>, Bound<&str>) {
+    match last {
+        Some(l) => (Bound::Excluded(l), Bound::Unbounded),
+        None => (Bound::Unbounded, Bound::Unbounded),
+    }
+}
+
+impl Storage for FsStorage {
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        let path = self.layout().blob(digest);
+        blocking(move || match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+        .await
+    }
+
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+    ) -> StorageResult<BlobRead> {
+        let path = self.layout().blob(digest);
+        let (file, total_size, start, end) = blocking(move || {
+            let mut file = File::open(&path).map_err(not_found)?;
+            let total = file.metadata()?.len();
+            let (start, end) = range.unwrap_or((0, total));
+            if start > end || end > total {
+                return Err(StorageError::RangeNotSatisfiable { size: total });
+            }
+            if start > 0 {
+                file.seek(SeekFrom::Start(start))?;
+            }
+            Ok((file, total, start, end))
+        })
+        .await?;
+        let len = end - start;
+        let reader = ChunkReader::new(tokio::runtime::Handle::current(), file, len);
+        Ok(BlobRead {
+            total_size,
+            len,
+            stream: Box::pin(reader),
+        })
+    }
+
+    async fn blob_read_all(&self, digest: &Digest) -> StorageResult<Bytes> {
+        let path = self.layout().blob(digest);
+        blocking(move || Ok(Bytes::from(fs::read(&path).map_err(not_found)?))).await
+    }
+
+    async fn blob_put(&self, digest: &Digest, data: Bytes) -> StorageResult<()> {
+        let inner = self.inner.clone();
+        let digest = digest.clone();
+        blocking(move || {
+            // Verified even when the blob exists: wrong bytes must not get an "ok".
+            let computed = Digest::of(digest.algorithm(), &data);
+            if computed != digest {
+                return Err(StorageError::DigestMismatch {
+                    expected: digest,
+                    computed,
+                });
+            }
+            let target = inner.layout.blob(&digest);
+            if target.is_file() {
+                return Ok(());
+            }
+            Ok(write_atomic(&inner.layout.tmp, &target, &data)?)
+        })
+        .await
+    }
+
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
+        self.put_link(self.layout().layer_link(repo.as_str(), digest), digest)
+            .await
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
+        self.remove(self.layout().layer_link(repo.as_str(), digest))
+            .await
+    }
+
+    async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
+        self.is_file(self.layout().layer_link(repo.as_str(), digest))
+            .await
+    }
+
+    async fn link_manifest(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
+        self.ensure_repo(repo).await?;
+        self.put_link(self.layout().manifest_link(repo, digest), digest)
+            .await
+    }
+
+    async fn unlink_manifest(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
+        self.remove(self.layout().manifest_link(repo, digest)).await
+    }
+
+    async fn manifest_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
+        self.is_file(self.layout().manifest_link(repo, digest))
+            .await
+    }
+
+    async fn tag_put(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
+        self.ensure_repo(repo).await?;
+        // Hold the repository's tag lock across the write so the cached set and the disk
+        // agree, and concurrent puts of one tag land in a definite order.
+        let mut guard = self.tag_slot(repo).lock_owned().await;
+        let inner = self.inner.clone();
+        let target = self.layout().tags(repo).join(tag.as_str());
+        let (tag, digest) = (tag.as_str().to_owned(), digest.clone());
+        blocking(move || {
+            write_atomic(&inner.layout.tmp, &target, digest.to_string().as_bytes())?;
+            if let Some(map) = guard.as_mut() {
+                map.insert(tag, digest);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tag_get(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>> {
+        // Straight from disk: the file is replaced atomically, and this needs no lock.
+        let path = self.layout().tags(repo).join(tag.as_str());
+        blocking(move || match read_digest_file(&path) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+        .await
+    }
+
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StorageResult<()> {
+        let mut guard = self.tag_slot(repo).lock_owned().await;
+        let target = self.layout().tags(repo).join(tag.as_str());
+        let tag = tag.as_str().to_owned();
+        blocking(move || {
+            remove_durable(&target)?;
+            if let Some(map) = guard.as_mut() {
+                map.remove(&tag);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tags_list(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: usize,
+    ) -> StorageResult<Vec<String>> {
+        let guard = self.tags_loaded(repo).await?;
+        Ok(match guard.as_ref() {
+            Some(map) => page(map.range::<str, _>(after(last)).map(|(k, _)| k), n),
+            None => Vec::new(),
+        })
+    }
+
+    async fn tags_for(&self, repo: &RepoName, digest: &Digest) -> StorageResult<Vec<Tag>> {
+        let guard = match self.tags_loaded(repo).await {
+            Ok(g) => g,
+            Err(StorageError::NotFound) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let Some(map) = guard.as_ref() else {
+            return Ok(Vec::new());
+        };
+        Ok(map
+            .iter()
+            .filter(|(_, d)| *d == digest)
+            .filter_map(|(t, _)| Tag::parse(t).ok())
+            .collect())
+    }
+
+    async fn referrer_add(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        record: ReferrerRecord,
+    ) -> StorageResult<()> {
+        let target = self
+            .layout()
+            .referrers(repo, subject)
+            .join(referrer_file_name(&record.digest));
+        self.put_small(target, record.descriptor_json.to_vec())
+            .await
+    }
+
+    async fn referrer_remove(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> StorageResult<()> {
+        let target = self
+            .layout()
+            .referrers(repo, subject)
+            .join(referrer_file_name(referrer));
+        self.remove(target).await
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> StorageResult<Vec<ReferrerRecord>> {
+        let dir = self.layout().referrers(repo, subject);
+        blocking(move || {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                let Some(digest) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(parse_referrer_file_name)
+                else {
+                    continue;
+                };
+                match fs::read(entry.path()) {
+                    Ok(json) => out.push(ReferrerRecord {
+                        digest,
+                        descriptor_json: Bytes::from(json),
+                    }),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            out.sort_by(|a, b| a.digest.cmp(&b.digest));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn repositories(&self, last: Option<&str>, n: usize) -> StorageResult<Vec<String>> {
+        let mut guard = self.inner.catalog.clone().lock_owned().await;
+        if guard.is_none() {
+            let base = self.layout().repos.clone();
+            guard = blocking(move || {
+                *guard = Some(scan_repositories(&base)?);
+                Ok(guard)
+            })
+            .await?;
+        }
+        Ok(match guard.as_ref() {
+            Some(set) => page(set.range::<str, _>(after(last)), n),
+            None => Vec::new(),
+        })
+    }
+
+    async fn upload_start(&self, repo: &RepoName) -> StorageResult<UploadId> {
+        self.start_upload(repo).await
+    }
+
+    async fn upload_size(&self, repo: &RepoName, id: &UploadId) -> StorageResult<u64> {
+        self.size_of_upload(repo, id).await
+    }
+
+    async fn upload_append(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        offset: Option<u64>,
+        body: super::BodyStream,
+        limit: u64,
+    ) -> StorageResult<u64> {
+        self.append_upload(repo, id, offset, body, limit).await
+    }
+
+    async fn upload_finish(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        digest: &Digest,
+    ) -> StorageResult<u64> {
+        self.finish_upload(repo, id, digest).await
+    }
+
+    async fn upload_cancel(&self, repo: &RepoName, id: &UploadId) -> StorageResult<()> {
+        self.cancel_upload(repo, id).await
+    }
+
+    async fn uploads_purge(&self, max_age: Duration) -> StorageResult<usize> {
+        self.purge_uploads(max_age).await
+    }
+}
+
+/// Links a blob into a repository from blocking code (used when an upload commits).
+fn link_blob_blocking(inner: &Inner, repo: &str, digest: &Digest) -> io::Result<()> {
+    let target = inner.layout.layer_link(repo, digest);
+    if target.is_file() {
+        return Ok(());
+    }
+    write_atomic(&inner.layout.tmp, &target, digest.to_string().as_bytes())
+}
