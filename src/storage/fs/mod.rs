@@ -218,11 +218,20 @@ impl FsStorage {
         .await
     }
 
-    fn tag_slot(&self, repo: &RepoName) -> TagSlot {
-        lock(&self.inner.tags)
+    /// The tag-set slot of an existing repository; `NotFound` otherwise. Slots are made only
+    /// for repositories on disk, so probing unknown names cannot grow the map.
+    async fn tag_slot(&self, repo: &RepoName) -> StorageResult<TagSlot> {
+        if let Some(slot) = lock(&self.inner.tags).get(repo.as_str()) {
+            return Ok(slot.clone());
+        }
+        let manifests = self.layout().manifests(repo);
+        if !blocking(move || Ok(manifests.is_dir())).await? {
+            return Err(StorageError::NotFound);
+        }
+        Ok(lock(&self.inner.tags)
             .entry(repo.as_str().to_owned())
             .or_default()
-            .clone()
+            .clone())
     }
 
     /// Locks the repository's tag set, loading it from disk if needed. `NotFound` when the
@@ -231,16 +240,12 @@ impl FsStorage {
         &self,
         repo: &RepoName,
     ) -> StorageResult<tokio::sync::OwnedMutexGuard<Option<BTreeMap<String, Digest>>>> {
-        let mut guard = self.tag_slot(repo).lock_owned().await;
+        let mut guard = self.tag_slot(repo).await?.lock_owned().await;
         if guard.is_some() {
             return Ok(guard);
         }
-        let manifests = self.layout().manifests(repo);
         let dir = self.layout().tags(repo);
         blocking(move || {
-            if !manifests.is_dir() {
-                return Err(StorageError::NotFound);
-            }
             *guard = Some(load_tags(&dir)?);
             Ok(guard)
         })
@@ -426,7 +431,7 @@ impl Storage for FsStorage {
         self.ensure_repo(repo).await?;
         // Hold the repository's tag lock across the write so the cached set and the disk
         // agree, and concurrent puts of one tag land in a definite order.
-        let mut guard = self.tag_slot(repo).lock_owned().await;
+        let mut guard = self.tag_slot(repo).await?.lock_owned().await;
         let inner = self.inner.clone();
         let target = self.layout().tags(repo).join(tag.as_str());
         let (tag, digest) = (tag.as_str().to_owned(), digest.clone());
@@ -452,7 +457,7 @@ impl Storage for FsStorage {
     }
 
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StorageResult<()> {
-        let mut guard = self.tag_slot(repo).lock_owned().await;
+        let mut guard = self.tag_slot(repo).await?.lock_owned().await;
         let target = self.layout().tags(repo).join(tag.as_str());
         let tag = tag.as_str().to_owned();
         blocking(move || {

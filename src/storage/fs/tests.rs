@@ -565,6 +565,11 @@ async fn tags() {
     assert!(s.tags_for(&r, &d1).await.unwrap().is_empty());
     assert_eq!(s.tag_get(&r, &tag("latest")).await.unwrap(), None);
 
+    assert!(matches!(
+        s.tag_delete(&r, &tag("latest")).await,
+        Err(StorageError::NotFound)
+    ));
+
     s.link_manifest(&r, &d1).await.unwrap();
     assert!(s.tags_list(&r, None, 10).await.unwrap().is_empty());
 

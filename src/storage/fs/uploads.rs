@@ -297,7 +297,6 @@ impl FsStorage {
         let rt = tokio::runtime::Handle::current();
         let mut holder = Holder::Idle(guard);
         let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
-        let mut spare: Option<Vec<u8>> = None;
         let mut accepted = 0u64;
         let outcome = loop {
             let chunk = match body.next().await {
@@ -316,9 +315,7 @@ impl FsStorage {
             buf.extend_from_slice(&chunk);
             if buf.len() >= CHUNK {
                 let (g, freed) = holder.settle().await?;
-                let next = freed
-                    .or_else(|| spare.take())
-                    .unwrap_or_else(|| Vec::with_capacity(CHUNK));
+                let next = freed.unwrap_or_else(|| Vec::with_capacity(CHUNK));
                 let full = std::mem::replace(&mut buf, next);
                 holder = Holder::Writing(rt.spawn_blocking(move || write_chunk(g, full)));
             }
