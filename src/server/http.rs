@@ -55,6 +55,11 @@ pub fn routes<S: Storage>(
                     let is_head = method == Method::HEAD;
                     let reply = match decode(path.as_str(), &query) {
                         Ok((path, query)) => {
+                            let body: BodyStream = if announces_body(&headers) {
+                                Box::pin(DrainOnDrop { inner: Some(body) })
+                            } else {
+                                body
+                            };
                             let req = Request {
                                 method: method.clone(),
                                 path,
@@ -106,6 +111,71 @@ where
             .map(|mut b| b.copy_to_bytes(b.remaining()))
             .map_err(std::io::Error::other)
     }))
+}
+
+/// Whether the request announces a body (HTTP/1.1 `Content-Length` > 0 or chunked).
+fn announces_body(headers: &HeaderMap) -> bool {
+    let length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = headers
+        .get(http::header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    chunked || length.is_some_and(|n| n > 0)
+}
+
+/// Most of an unread request body drained after an early answer, and for how long.
+const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A request body that, if dropped before its end (a handler answered early: unknown
+/// upload, bad name, oversized manifest), reads and discards the rest in the background,
+/// up to a cap. An HTTP/1.1 client still sending would otherwise get a connection reset
+/// instead of the error response.
+struct DrainOnDrop {
+    inner: Option<BodyStream>,
+}
+
+impl futures_util::Stream for DrainOnDrop {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let item = std::task::ready!(inner.as_mut().poll_next(cx));
+        if item.is_none() {
+            // Finished: nothing to drain on drop.
+            self.inner = None;
+        }
+        std::task::Poll::Ready(item)
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        let (Some(mut body), Ok(rt)) = (self.inner.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        rt.spawn(async move {
+            let drain = async {
+                let mut seen = 0u64;
+                while let Some(Ok(chunk)) = body.next().await {
+                    seen += chunk.len() as u64;
+                    if seen > DRAIN_MAX_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_MAX_TIME, drain).await;
+        });
+    }
 }
 
 /// Percent-decodes the path and query. A path that does not decode to UTF-8 is a bad name.
