@@ -269,3 +269,127 @@ async fn tls_versions_and_alpn() {
         );
     }
 }
+
+/// Header blocks beyond `server.max_header_bytes` are refused, on HTTP/1.1 and HTTP/2.
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_headers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("holdfast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nmax_header_bytes = 16384\n[storage]\npath = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _proc = Proc(child);
+    wait_for_port(port);
+    let ca = dir.path().join("data/tls/ca.crt");
+    let pem = std::fs::read(&ca).unwrap();
+    let url = format!("https://127.0.0.1:{port}/v2/");
+    let big = "x".repeat(64 * 1024);
+    for http1 in [true, false] {
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]);
+        if http1 {
+            b = b.http1_only();
+        }
+        let client = b.build().unwrap();
+        let ok = client
+            .get(&url)
+            .header("x-small", "y")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        match client.get(&url).header("x-big", &big).send().await {
+            Ok(r) => assert_eq!(
+                r.status(),
+                431,
+                "http1={http1}: a 64 KiB header is refused with 431"
+            ),
+            // HTTP/2 may refuse the stream instead of answering.
+            Err(e) => assert!(!http1, "http1 should answer 431, got {e:?}"),
+        }
+    }
+}
+
+/// Idle connections are closed: one that never finishes the TLS handshake after
+/// `handshake_timeout_secs`, one that sends no request after `header_read_timeout_secs`.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("holdfast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nhandshake_timeout_secs = 1\nheader_read_timeout_secs = 1\n[storage]\npath = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _proc = Proc(child);
+    wait_for_port(port);
+
+    // No handshake at all.
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("server closes a silent connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed, not answered");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A finished handshake, then silence.
+    let pem = std::fs::read(dir.path().join("data/tls/ca.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf))
+        .await
+        .expect("server closes an idle connection after the handshake");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after about header_read_timeout_secs"
+    );
+}

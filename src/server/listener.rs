@@ -29,6 +29,8 @@ const H2_MAX_FRAME: u32 = 1024 * 1024;
 pub struct Serving {
     pub builder: auto::Builder<TokioExecutor>,
     pub handshake_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
     pub connections: Arc<Semaphore>,
 }
 
@@ -54,6 +56,7 @@ impl Serving {
         Serving {
             builder,
             handshake_timeout: Duration::from_secs(cfg.handshake_timeout_secs),
+            idle_timeout: Duration::from_secs(cfg.header_read_timeout_secs),
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
         }
     }
@@ -143,16 +146,121 @@ async fn serve<I, Svc>(
         + 'static,
     Svc::Future: Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-        req.extensions_mut().insert(PeerAddr(peer));
-        let mut service = service.clone();
-        service.call(req)
-    });
+    let activity = Arc::new(Activity::new());
+    let svc = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
+            let guard = InFlight::start(activity.clone());
+            let mut service = service.clone();
+            async move {
+                let response = service.call(req).await?;
+                // The request counts as in flight until its response body is done.
+                Ok::<_, std::convert::Infallible>(response.map(|body| GuardedBody {
+                    inner: body,
+                    _guard: guard,
+                }))
+            }
+        })
+    };
     let conn = serving
         .builder
         .serve_connection(TokioIo::new(io), svc)
         .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
+    let conn = watcher.watch(conn);
+    tokio::pin!(conn);
+    let idle_limit = serving.idle_timeout;
+    let mut tick = tokio::time::interval(idle_check_period(idle_limit));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = loop {
+        tokio::select! {
+            r = &mut conn => break r,
+            _ = tick.tick() => {
+                if activity.idle_for() > idle_limit {
+                    tracing::debug!(peer = %peer, "closing idle connection");
+                    break Ok(());
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn idle_check_period(limit: Duration) -> Duration {
+    (limit / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// Requests in flight on one connection, and when the last one ended. hyper's own header
+/// timeout starts only with a request's first byte, so a client that connects (and shakes
+/// hands) but never sends anything would hold its connection forever without this.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last_end: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            last_end: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// How long the connection has had no request in flight (zero while one is).
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        let last = *self.last_end.lock().unwrap_or_else(|p| p.into_inner());
+        last.elapsed()
+    }
+}
+
+/// Marks one request in flight until dropped (with its response body).
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: Arc<Activity>) -> Self {
+        activity
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.last_end.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request marked in flight until the body is finished.
+struct GuardedBody<B> {
+    inner: B,
+    _guard: InFlight,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for GuardedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
