@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::{AccessRule, AuthSettings};
+
 /// Where the default config keeps its data, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./holdfast-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
@@ -36,6 +38,10 @@ pub struct Config {
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    /// `[auth]`: users, password checking, throttling (see `crate::auth`).
+    pub auth: AuthSettings,
+    /// `[[access]]`: who may pull, push and delete where (default deny).
+    pub access: Vec<AccessRule>,
     /// The file this came from (`None` for the embedded default); not a TOML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -166,6 +172,14 @@ impl Config {
         })?;
         let mut config = Config::parse(&text, path)?;
         config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// The embedded default, or `path`, with derived settings filled in (the users file
+    /// defaults to `<storage.path>/users.toml`, so the server and `holdfast user` agree).
+    pub fn load_resolved(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = Config::load(path)?;
+        config.auth.users_file = Some(config.auth.users_file_or_default(&config.storage.path));
         Ok(config)
     }
 

@@ -2,6 +2,7 @@
 //! role (see ARCHITECTURE.md): `registry` serves the Distribution API, `storage` keeps the
 //! bytes, `server` owns sockets, TLS and HTTP, and `config` the settings file.
 
+pub mod auth;
 pub mod config;
 pub mod logging;
 pub mod registry;

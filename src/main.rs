@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use holdfast::auth::{self, AuthState};
 use holdfast::config::Config;
 
 #[derive(Parser)]
@@ -26,58 +27,143 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Validate a config file without serving.
+    /// Validate a config file (and the users files and access rules it names) without serving.
     CheckConfig {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Manage the users file (`[auth] users_file`, default `<storage.path>/users.toml`).
+    User {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user; the password is read from the terminal (no echo) or --password-stdin.
+    Add {
+        name: String,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// May do everything everywhere (subject to `allow_delete`).
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a user's password.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user.
+    Remove { name: String },
+    /// List users with their groups.
+    List,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
-            let config = match Config::load(config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("holdfast: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            holdfast::logging::init(&config.log);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("holdfast: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(holdfast::server::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "holdfast stopped");
-                    eprintln!("holdfast: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { config } => check_config(config),
+        Command::User { config, action } => user(config, action),
+    }
+}
+
+fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load_resolved(path.as_deref()).map_err(|e| {
+        eprintln!("holdfast: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn serve(path: Option<PathBuf>) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    holdfast::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("holdfast: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
         }
-        Command::CheckConfig { config } => match Config::load(config.as_deref()) {
-            Ok(c) => {
-                let what = c
-                    .source
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "the embedded default config".into());
-                println!("{what}: OK");
-                ExitCode::SUCCESS
+    };
+    match runtime.block_on(holdfast::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "holdfast stopped");
+            eprintln!("holdfast: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if config.auth.mode == auth::AuthMode::Basic {
+        if let Err(e) = AuthState::load(&config.auth, &config.access) {
+            eprintln!("holdfast: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let what = config
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the embedded default config".into());
+    println!("{what}: OK");
+    ExitCode::SUCCESS
+}
+
+fn user(path: Option<PathBuf>, action: UserAction) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let file = config.auth.users_file_or_default(&config.storage.path);
+    let result = match action {
+        UserAction::Add {
+            name,
+            groups,
+            admin,
+            password_stdin,
+        } => auth::read_password(password_stdin, true)
+            .and_then(|pw| auth::add_user(&file, &name, &pw, &groups, admin))
+            .map(|()| println!("added user {name} to {}", file.display())),
+        UserAction::Passwd {
+            name,
+            password_stdin,
+        } => auth::read_password(password_stdin, true)
+            .and_then(|pw| auth::set_password(&file, &name, &pw))
+            .map(|()| println!("changed the password of {name}")),
+        UserAction::Remove { name } => {
+            auth::remove_user(&file, &name).map(|()| println!("removed user {name}"))
+        }
+        UserAction::List => auth::list_users(&file).map(|users| {
+            for (name, groups, admin) in users {
+                let admin = if admin { " (admin)" } else { "" };
+                println!("{name}{admin}\t{}", groups.join(","));
             }
-            Err(e) => {
-                eprintln!("holdfast: {e}");
-                ExitCode::from(2)
-            }
-        },
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("holdfast: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

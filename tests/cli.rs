@@ -72,8 +72,12 @@ impl Drop for Proc {
     }
 }
 
-/// Waits for the line containing `needle` on the child's stdout and returns every line read.
-fn read_until(child: &mut Child, needle: &str) -> Vec<String> {
+/// A child whose stdout lines are collected by a thread.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+fn lines_of(child: &mut Child) -> Lines {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -83,18 +87,26 @@ fn read_until(child: &mut Child, needle: &str) -> Vec<String> {
             }
         }
     });
+    Lines { rx }
+}
+
+/// Reads on until a line contains `needle`; returns `seen` plus the lines read.
+fn read_until_more(lines: &mut Lines, mut seen: Vec<String>, needle: &str) -> Vec<String> {
+    if seen.iter().any(|l| l.contains(needle)) {
+        return seen;
+    }
+    let rx = &lines.rx;
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut lines = Vec::new();
     while Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
             let done = line.contains(needle);
-            lines.push(line);
+            seen.push(line);
             if done {
-                return lines;
+                return seen;
             }
         }
     }
-    panic!("no line with {needle:?} within 30 s; saw {lines:?}");
+    panic!("no line with {needle:?} within 30 s; saw {seen:?}");
 }
 
 fn wait_for_port(port: u16) {
@@ -130,20 +142,49 @@ async fn embedded_default_first_run_generates_and_announces_a_ca() {
             .spawn()
             .unwrap()
     };
-    let mut first = Proc(start());
-    let lines = read_until(&mut first.0, "trust the new local CA");
+    let mut first_proc = Proc(start());
+    let mut first = lines_of(&mut first_proc.0);
+    let lines = read_until_more(&mut first, Vec::new(), "trust the new local CA");
     let trust: Vec<_> = lines.iter().filter(|l| l.contains("trust")).collect();
     assert_eq!(trust.len(), 1, "exactly one line tells how to trust the CA");
     let ca = cwd.path().join("holdfast-data/tls/ca.crt");
     assert!(ca.exists());
     wait_for_port(5000);
+    // Authentication is on by default, with a generated admin password shown once.
+    let lines = read_until_more(&mut first, lines, "created user `admin`");
+    let admin_line = lines
+        .iter()
+        .find(|l| l.contains("created user `admin`"))
+        .unwrap();
+    let password = admin_line
+        .split("with password ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(password.len() >= 20, "a strong random password");
+    let saved =
+        std::fs::read_to_string(cwd.path().join("holdfast-data/initial-admin-password")).unwrap();
+    assert!(saved.contains(&password));
     let client = https_client(&ca);
     for host in ["localhost", "127.0.0.1"] {
+        let url = format!("https://{host}:5000/v2/");
         let r = client
-            .get(format!("https://{host}:5000/v2/"))
+            .get(&url)
             .send()
             .await
             .unwrap_or_else(|e| panic!("TLS to {host} with the generated CA: {e:?}"));
+        assert_eq!(r.status(), 401, "no credentials: asked to sign in");
+        assert!(r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic realm="));
+        let r = client
+            .get(&url)
+            .basic_auth("admin", Some(&password))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(
             r.headers()["docker-distribution-api-version"],
@@ -157,7 +198,7 @@ async fn embedded_default_first_run_generates_and_announces_a_ca() {
         0,
         "the private key is not readable by others"
     );
-    drop(first);
+    drop(first_proc);
 
     let ca_before = std::fs::read(&ca).unwrap();
     let mut second = Proc(start());
@@ -183,7 +224,7 @@ async fn plain_http_only_when_configured_and_warned() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[tls]\nenabled = false\n[storage]\npath = \"{}\"\n",
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[tls]\nenabled = false\n[storage]\npath = \"{}\"\n[auth]\nmode = \"none\"\n",
             dir.path().join("data").display()
         ),
     )
@@ -219,7 +260,7 @@ async fn tls_versions_and_alpn() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[storage]\npath = \"{}\"\n",
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[storage]\npath = \"{}\"\n[auth]\nmode = \"none\"\n",
             dir.path().join("data").display()
         ),
     )
@@ -279,7 +320,7 @@ async fn oversized_headers_are_refused() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nmax_header_bytes = 16384\n[storage]\npath = \"{}\"\n",
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nmax_header_bytes = 16384\n[storage]\npath = \"{}\"\n[auth]\nmode = \"none\"\n",
             dir.path().join("data").display()
         ),
     )
@@ -334,7 +375,7 @@ async fn idle_connections_are_closed() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nhandshake_timeout_secs = 1\nheader_read_timeout_secs = 1\n[storage]\npath = \"{}\"\n",
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nhandshake_timeout_secs = 1\nheader_read_timeout_secs = 1\n[storage]\npath = \"{}\"\n[auth]\nmode = \"none\"\n",
             dir.path().join("data").display()
         ),
     )

@@ -32,8 +32,8 @@ pub use authenticator::Authenticator;
 pub use basic::parse_basic;
 pub use state::{AuthLoadError, AuthState};
 pub use users_file::{
-    add_user, ensure_initial_admin, hash_password, list_users, remove_user, set_password,
-    UsersFileError, INITIAL_ADMIN_PASSWORD_FILE,
+    add_user, ensure_initial_admin, hash_password, list_users, read_password, remove_user,
+    set_password, UsersFileError, INITIAL_ADMIN_PASSWORD_FILE,
 };
 pub use watch::{watch_files, WatchGuard};
 
@@ -132,6 +132,10 @@ pub enum AuthError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
+    /// `basic` (default): Basic credentials against the configured users, `[[access]]` rules.
+    /// `none`: no authentication at all, everyone may do everything (only for a registry
+    /// reachable solely by trusted machines, or behind a proxy that authenticates).
+    pub mode: AuthMode,
     /// The realm in `WWW-Authenticate: Basic realm="…"`.
     pub realm: String,
     /// The users file (TOML, `[[users]]` tables), edited by `holdfast user …`. A missing
@@ -154,6 +158,7 @@ pub struct AuthSettings {
 impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
+            mode: AuthMode::Basic,
             realm: "holdfast".to_owned(),
             users_file: None,
             htpasswd_files: Vec::new(),
@@ -184,6 +189,14 @@ impl AuthSettings {
             .cloned()
             .collect()
     }
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    None,
+    Basic,
 }
 
 /// Name of the users file inside the data folder when none is configured.

@@ -210,6 +210,11 @@ impl AuthState {
     }
 
     /// How many users exist across all sources (0 on first run).
+    /// Whether deletes are allowed at all (`[auth] allow_delete`).
+    pub fn deletes_allowed(&self) -> bool {
+        self.allow_delete
+    }
+
     pub fn user_count(&self) -> usize {
         self.users.len()
     }

@@ -16,17 +16,51 @@ pub mod routes;
 pub mod tags;
 pub mod uploads;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
+pub use crate::auth::Action;
 use crate::config::LimitsConfig;
 use crate::storage::{BodyStream, ByteStream, Storage};
 use errors::RegistryError;
 use routes::Route;
 
+/// What the caller may do. The server builds it from the authenticated identity; the
+/// registry only asks questions of it and never sees credentials.
+pub trait AccessPolicy: Send + Sync {
+    /// May the caller do `action` in `repository`?
+    fn allowed(&self, repository: &str, action: Action) -> bool;
+    /// For a caller who has not signed in (and could): the `WWW-Authenticate` challenge
+    /// to answer with. `None` when signed in, or when authentication is off.
+    fn challenge(&self) -> Option<String>;
+    /// Whether deletes are enabled on this registry at all.
+    fn deletes_enabled(&self) -> bool;
+}
+
+/// Everyone may do everything (`[auth] mode = "none"`).
+pub struct OpenAccess {
+    pub deletes_enabled: bool,
+}
+
+impl AccessPolicy for OpenAccess {
+    fn allowed(&self, _: &str, action: Action) -> bool {
+        action != Action::Delete || self.deletes_enabled
+    }
+    fn challenge(&self) -> Option<String> {
+        None
+    }
+    fn deletes_enabled(&self) -> bool {
+        self.deletes_enabled
+    }
+}
+
 /// A request as the registry sees it: already routed to `/v2/`, body still streaming.
 pub struct Request {
+    /// What the caller may do.
+    pub access: Arc<dyn AccessPolicy>,
     pub method: Method,
     /// Percent-decoded path.
     pub path: String,
@@ -207,9 +241,44 @@ impl<S: Storage> Registry<S> {
                 format!("{m} is not supported on this endpoint"),
             ))
         };
+        // Validate names before anything else: a bad name is a bad name for everyone.
+        let name = match &route {
+            Route::Base | Route::Catalog => None,
+            Route::Tags { name }
+            | Route::Manifest { name, .. }
+            | Route::Blob { name, .. }
+            | Route::UploadStart { name }
+            | Route::Upload { name, .. }
+            | Route::Referrers { name, .. } => Some(names::RepoName::parse(name)?),
+        };
+        if let Some(name) = &name {
+            let (action, not_found): (Action, fn() -> RegistryError) = match (&route, &m) {
+                (Route::Tags { .. } | Route::Referrers { .. }, _) => {
+                    (Action::Pull, RegistryError::name_unknown)
+                }
+                (Route::Manifest { .. }, &Method::PUT) => {
+                    (Action::Push, RegistryError::name_unknown)
+                }
+                (Route::Manifest { .. } | Route::Blob { .. }, &Method::DELETE) => {
+                    (Action::Delete, RegistryError::name_unknown)
+                }
+                (Route::Manifest { .. }, _) => (Action::Pull, RegistryError::manifest_unknown),
+                (Route::Blob { .. }, _) => (Action::Pull, RegistryError::blob_unknown),
+                (Route::UploadStart { .. } | Route::Upload { .. }, _) => {
+                    (Action::Push, RegistryError::upload_unknown)
+                }
+                (Route::Base | Route::Catalog, _) => (Action::Pull, RegistryError::name_unknown),
+            };
+            authorize(req.access.as_ref(), name.as_str(), action, not_found)?;
+        }
         match route {
             Route::Base => match m {
                 Method::GET | Method::HEAD => {
+                    // `docker login` checks its credentials here: a caller who could sign
+                    // in but did not is asked to.
+                    if let Some(challenge) = req.access.challenge() {
+                        return Err(unauthorized(challenge));
+                    }
                     Ok(Reply::new(StatusCode::OK).json(&serde_json::json!({})))
                 }
                 _ => not_allowed(),
@@ -250,6 +319,47 @@ impl<S: Storage> Registry<S> {
             },
         }
     }
+}
+
+fn unauthorized(challenge: String) -> RegistryError {
+    RegistryError::new(
+        StatusCode::UNAUTHORIZED,
+        errors::Code::Unauthorized,
+        "authentication required",
+    )
+    .with_header(http::header::WWW_AUTHENTICATE, challenge)
+}
+
+/// Decides whether the caller may do `action` in `repository`. A caller who has not
+/// signed in is asked to (401 with a challenge); a signed-in caller who may not pull gets
+/// the same answer as for a repository that does not exist, so private names do not leak;
+/// one who may not push or delete is denied (403).
+fn authorize(
+    access: &dyn AccessPolicy,
+    repository: &str,
+    action: Action,
+    not_found: fn() -> RegistryError,
+) -> Result<(), RegistryError> {
+    if action == Action::Delete && !access.deletes_enabled() {
+        return Err(RegistryError::unsupported(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "deletes are disabled on this registry",
+        ));
+    }
+    if access.allowed(repository, action) {
+        return Ok(());
+    }
+    if let Some(challenge) = access.challenge() {
+        return Err(unauthorized(challenge));
+    }
+    if action == Action::Pull {
+        return Err(not_found());
+    }
+    Err(RegistryError::new(
+        StatusCode::FORBIDDEN,
+        errors::Code::Denied,
+        format!("{action} access to this repository is denied"),
+    ))
 }
 
 /// Parses the `n` query parameter of paginated lists: absent means "all" (bounded by

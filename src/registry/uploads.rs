@@ -8,7 +8,7 @@ use http::StatusCode;
 use crate::registry::errors::{Code, RegistryError};
 use crate::registry::names::{Digest, RepoName};
 use crate::registry::range::parse_content_range;
-use crate::registry::{header, upload_range, HandlerResult, Registry, Reply, Request};
+use crate::registry::{header, upload_range, Action, HandlerResult, Registry, Reply, Request};
 use crate::storage::{Storage, StorageError, UploadId};
 
 fn session_location(repo: &RepoName, id: &UploadId) -> String {
@@ -49,7 +49,13 @@ pub async fn start<S: Storage>(reg: &Registry<S>, name: &str, mut req: Request) 
         let digest = Digest::parse(mount)?;
         // Mount only from a named repository that links the blob: finding a blob by digest
         // alone would expose other repositories' content.
-        if let Some(from) = req.query("from").and_then(|f| RepoName::parse(f).ok()) {
+        // The caller must be allowed to pull `from`; otherwise mounting would copy content
+        // it cannot read, so it silently gets a normal upload instead.
+        let from = req
+            .query("from")
+            .and_then(|f| RepoName::parse(f).ok())
+            .filter(|f| req.access.allowed(f.as_str(), Action::Pull));
+        if let Some(from) = from {
             if reg.storage.blob_linked(&from, &digest).await?
                 && reg.storage.blob_size(&digest).await?.is_some()
             {

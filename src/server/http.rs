@@ -19,6 +19,7 @@ use warp::{Filter, Reply as _};
 
 use crate::registry::errors::RegistryError;
 use crate::registry::{Payload, Registry, Reply, Request};
+use crate::server::access::Gate;
 use crate::storage::{BodyStream, Storage};
 
 /// The client's address, put into request extensions by the accept loop.
@@ -30,6 +31,7 @@ type Response = warp::reply::Response;
 /// All routes of the server, as one filter that never rejects.
 pub fn routes<S: Storage>(
     registry: Arc<Registry<S>>,
+    gate: Gate,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let request_ids = Arc::new(RequestIds::new());
@@ -48,19 +50,37 @@ pub fn routes<S: Storage>(
                   body: BodyStream,
                   peer: Option<PeerAddr>| {
                 let registry = registry.clone();
+                let gate = gate.clone();
                 let id = request_ids.next();
-                let span = tracing::info_span!("request", id = %id);
+                let peer_text = peer.map(|p| p.0.to_string()).unwrap_or_default();
+                let span = tracing::info_span!(
+                    "request",
+                    id = %id,
+                    peer = %peer_text,
+                    user = tracing::field::Empty
+                );
                 async move {
                     let started = Instant::now();
                     let is_head = method == Method::HEAD;
-                    let reply = match decode(path.as_str(), &query) {
-                        Ok((path, query)) => {
-                            let body: BodyStream = if announces_body(&headers) {
-                                Box::pin(DrainOnDrop { inner: Some(body) })
-                            } else {
-                                body
-                            };
+                    // Wrapped first, so that an early 401 (clients often send a large body
+                    // without credentials, then retry) drains it too.
+                    let body: BodyStream = if announces_body(&headers) {
+                        Box::pin(DrainOnDrop { inner: Some(body) })
+                    } else {
+                        body
+                    };
+                    let authorization = headers
+                        .get(http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    let admitted = gate.admit(authorization, peer.map(|p| p.0.ip())).await;
+                    let reply = match (admitted, decode(path.as_str(), &query)) {
+                        (Err(e), _) | (_, Err(e)) => Reply::error(&e),
+                        (Ok((user, access)), Ok((path, query))) => {
+                            if let Some(user) = &user {
+                                tracing::Span::current().record("user", user.as_str());
+                            }
                             let req = Request {
+                                access,
                                 method: method.clone(),
                                 path,
                                 query,
@@ -69,7 +89,6 @@ pub fn routes<S: Storage>(
                             };
                             registry.handle(req).await
                         }
-                        Err(e) => Reply::error(&e),
                     };
                     let status = reply.status;
                     let response = into_response(reply, is_head, &id);
@@ -77,7 +96,6 @@ pub fn routes<S: Storage>(
                         method = %method,
                         path = %path.as_str(),
                         status = status.as_u16(),
-                        peer = %peer.map(|p| p.0.to_string()).unwrap_or_default(),
                         millis = started.elapsed().as_millis() as u64,
                         "access"
                     );

@@ -3,6 +3,7 @@
 //! listeners, runs background upkeep (expired upload sessions), and shuts down gracefully on
 //! SIGTERM/SIGINT.
 
+pub mod access;
 pub mod certgen;
 pub mod http;
 pub mod listener;
@@ -17,8 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::{watch_files, AuthMode, AuthState, Authenticator, WatchGuard};
 use crate::config::Config;
 use crate::registry::Registry;
+use crate::server::access::Gate;
 use crate::storage::{FsStorage, Storage};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,12 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     CertGen(#[from] certgen::CertGenError),
+    #[error(transparent)]
+    AuthLoad(#[from] crate::auth::AuthLoadError),
+    #[error(transparent)]
+    UsersFile(#[from] crate::auth::UsersFileError),
+    #[error("watching the config and users files: {0}")]
+    Watch(#[from] notify::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -76,6 +85,93 @@ fn prepare_tls(config: &Config) -> Result<Option<TlsAcceptor>, ServerError> {
     Ok(Some(TlsAcceptor::from(server_config)))
 }
 
+/// Builds the authentication gate: with `[auth] mode = "basic"`, loads users and rules
+/// (creating the initial admin on first run), and reloads them whenever the config, users
+/// or htpasswd files change or SIGHUP arrives. The returned guard keeps the file watcher.
+fn prepare_auth(config: &Config) -> Result<(Gate, Option<WatchGuard>), ServerError> {
+    if config.auth.mode == AuthMode::None {
+        tracing::warn!("authentication is off ([auth] mode = \"none\"): anyone who can connect may pull, push and delete");
+        return Ok((
+            Gate::Open {
+                deletes_enabled: config.auth.allow_delete,
+            },
+            None,
+        ));
+    }
+    let mut state = AuthState::load(&config.auth, &config.access)?;
+    if state.user_count() == 0 {
+        let users_file = config.auth.users_file_or_default(&config.storage.path);
+        if let Some(password) =
+            crate::auth::ensure_initial_admin(&users_file, &config.storage.path)?
+        {
+            let saved = config
+                .storage
+                .path
+                .join(crate::auth::INITIAL_ADMIN_PASSWORD_FILE);
+            // Printed once, on stdout only (never into the logs); also kept 0600 on disk.
+            println!(
+                "holdfast: created user `admin` with password {password} (also in {}; change it with `holdfast user passwd admin`)",
+                saved.display()
+            );
+            tracing::info!(users_file = %users_file.display(), "created the initial admin user");
+            state = AuthState::load(&config.auth, &config.access)?;
+        }
+    }
+    let auth = Arc::new(Authenticator::new(state, &config.auth));
+
+    let mut watched = config.auth.watched_files();
+    if let Some(path) = &config.source {
+        watched.push(path.clone());
+    }
+    let reloader = {
+        let auth = auth.clone();
+        let source = config.source.clone();
+        move || reload_auth(source.as_deref(), &auth)
+    };
+    let guard = watch_files(watched, reloader.clone())?;
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; file changes still reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading users and access rules");
+            let reloader = reloader.clone();
+            // Loading reads files: keep it off the async threads.
+            let _ = tokio::task::spawn_blocking(reloader).await;
+        }
+    });
+    Ok((Gate::Basic(auth), Some(guard)))
+}
+
+/// Re-reads the config and users files and swaps in the new users and rules. A file that
+/// does not load keeps the last good state serving, and the error (with its line) is
+/// logged.
+fn reload_auth(config_path: Option<&std::path::Path>, auth: &Authenticator) {
+    let config = match Config::load_resolved(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "config reload failed; keeping the last good users and rules");
+            return;
+        }
+    };
+    match AuthState::load(&config.auth, &config.access) {
+        Ok(state) => {
+            let users = state.user_count();
+            auth.reload(state);
+            tracing::info!(
+                users,
+                rules = config.access.len(),
+                "reloaded users and access rules"
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "users or rules failed to load; keeping the last good ones")
+        }
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let storage = FsStorage::open(&config.storage.path).map_err(|source| ServerError::Storage {
@@ -83,8 +179,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         source,
     })?;
     let tls = prepare_tls(&config)?;
+    let (gate, _watch) = prepare_auth(&config)?;
     let registry = Arc::new(Registry::new(storage.clone(), config.limits.clone()));
-    let routes = http::routes(registry);
+    let routes = http::routes(registry, gate);
     let service = warp::service(routes);
 
     let serving = Arc::new(listener::Serving::new(&config.server));

@@ -32,8 +32,14 @@ impl TestServer {
         let port = free_port();
         let config_path = dir.path().join("holdfast.toml");
         let data = dir.path().join("data");
+        // Authentication is off unless the test configures `[auth]` itself.
+        let auth = if extra.contains("[auth]") {
+            ""
+        } else {
+            "[auth]\nmode = \"none\"\n\n"
+        };
         let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n\n[tls]\nenabled = true\n\n[storage]\npath = \"{}\"\n\n{extra}\n",
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n\n[tls]\nenabled = true\n\n[storage]\npath = \"{}\"\n\n{auth}{extra}\n",
             data.display()
         );
         std::fs::write(&config_path, config).unwrap();
