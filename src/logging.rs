@@ -12,7 +12,7 @@ pub fn init(cfg: &LogConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(true);
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = match cfg.format {
         LogFormat::Json => builder.json().try_init(),

@@ -66,7 +66,10 @@ pub async fn delete<S: Storage>(reg: &Registry<S>, name: &str, digest: &str) -> 
     let repo = RepoName::parse(name)?;
     let digest = Digest::parse(digest)?;
     match reg.storage.unlink_blob(&repo, &digest).await {
-        Ok(()) => Ok(Reply::new(StatusCode::ACCEPTED).header(CONTENT_LENGTH, "0")),
+        Ok(()) => {
+            tracing::info!(target: "audit", event = "delete_blob", repository = %repo, digest = %digest);
+            Ok(Reply::new(StatusCode::ACCEPTED).header(CONTENT_LENGTH, "0"))
+        }
         Err(StorageError::NotFound) => Err(RegistryError::blob_unknown()),
         Err(e) => Err(e.into()),
     }

@@ -158,7 +158,11 @@ pub async fn put<S: Storage>(
     reg.storage.blob_put(&digest, body).await?;
     reg.storage.link_manifest(&repo, &digest).await?;
     if let Reference::Tag(tag) = &reference {
+        let previous = reg.storage.tag_get(&repo, tag).await?;
         reg.storage.tag_put(&repo, tag, &digest).await?;
+        if let Some(previous) = previous.filter(|p| p != &digest) {
+            tracing::info!(target: "audit", event = "tag_moved", repository = %repo, tag = %tag, from = %previous, to = %digest);
+        }
     }
     let mut reply = Reply::new(StatusCode::CREATED)
         .header(LOCATION, format!("/v2/{repo}/manifests/{digest}"))
@@ -172,7 +176,7 @@ pub async fn put<S: Storage>(
         reg.storage.referrer_add(&repo, subject, record).await?;
         reply = reply.header(header::OCI_SUBJECT, subject.to_string());
     }
-    tracing::info!(repository = %repo, reference = %reference, digest = %digest, media_type = %info.media_type, "manifest pushed");
+    tracing::info!(target: "audit", event = "push", repository = %repo, reference = %reference, digest = %digest, media_type = %info.media_type, size);
     Ok(reply)
 }
 
@@ -211,6 +215,6 @@ pub async fn delete<S: Storage>(reg: &Registry<S>, name: &str, reference: &str) 
                 .map_err(not_found_is_manifest_unknown)?;
         }
     }
-    tracing::info!(repository = %repo, reference = %reference, "manifest deleted");
+    tracing::info!(target: "audit", event = "delete", repository = %repo, reference = %reference);
     Ok(Reply::new(StatusCode::ACCEPTED).header(CONTENT_LENGTH, "0"))
 }
