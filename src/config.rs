@@ -38,6 +38,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    /// `[monitoring]`: an optional separate listener for health and metrics.
+    pub monitoring: MonitoringConfig,
     /// `[auth]`: users, password checking, throttling (see `crate::auth`).
     pub auth: AuthSettings,
     /// `[[access]]`: who may pull, push and delete where (default deny).
@@ -62,6 +64,9 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Most connections served at once; further ones wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Client networks (CIDR) allowed to connect; others are closed before the TLS
+    /// handshake. Empty: everyone.
+    pub allow: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +78,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             max_header_bytes: 64 * 1024,
             max_connections: 4096,
+            allow: Vec::new(),
         }
     }
 }
@@ -88,6 +94,17 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
     /// Extra subject alternative names for the generated certificate.
     pub generated_names: Vec<String>,
+    /// PEM bundle of CAs whose client certificates are accepted (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: `required` (no certificate, no connection) or `optional`.
+    pub client_auth: ClientAuth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    Required,
+    Optional,
 }
 
 impl Default for TlsConfig {
@@ -97,6 +114,8 @@ impl Default for TlsConfig {
             cert: None,
             key: None,
             generated_names: Vec::new(),
+            client_ca: None,
+            client_auth: ClientAuth::Required,
         }
     }
 }
@@ -107,6 +126,11 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// Upload sessions untouched for this many hours are removed.
     pub upload_max_age_hours: u64,
+    /// Below this much free space on the storage filesystem, new uploads are refused (507)
+    /// while reads go on; they are accepted again once space returns.
+    pub min_free_bytes: u64,
+    /// Maintenance mode: every write (push, delete) is refused with a clear error.
+    pub read_only: bool,
 }
 
 impl Default for StorageConfig {
@@ -114,6 +138,8 @@ impl Default for StorageConfig {
         StorageConfig {
             path: PathBuf::from(DEFAULT_DATA_DIR),
             upload_max_age_hours: 24,
+            min_free_bytes: 256 * 1024 * 1024,
+            read_only: false,
         }
     }
 }
@@ -134,6 +160,14 @@ impl Default for LimitsConfig {
             blob_max_bytes: 0,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// `IP:PORT` for a plain-HTTP listener serving only `/healthz`, `/readyz` and
+    /// `/metrics` (keep it on loopback or a management network). Unset: none.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -209,6 +243,20 @@ impl Config {
             a.parse::<SocketAddr>()
                 .map_err(|e| invalid("server.listen", format!("{a:?} is not IP:PORT ({e})")))?;
         }
+        for a in &self.server.allow {
+            a.parse::<ipnet::IpNet>()
+                .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        "server.allow",
+                        format!("{a:?} is not a CIDR like 192.0.2.0/24"),
+                    )
+                })?;
+        }
+        if let Some(m) = &self.monitoring.listen {
+            m.parse::<SocketAddr>()
+                .map_err(|e| invalid("monitoring.listen", format!("{m:?} is not IP:PORT ({e})")))?;
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(invalid(
                 "tls.cert",
@@ -245,6 +293,19 @@ impl Config {
             .listen
             .iter()
             .filter_map(|a| a.parse().ok())
+            .collect()
+    }
+
+    /// The allow-list as networks (a bare address is a /32 or /128).
+    pub fn allowed_networks(&self) -> Vec<ipnet::IpNet> {
+        self.server
+            .allow
+            .iter()
+            .filter_map(|a| {
+                a.parse::<ipnet::IpNet>()
+                    .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .ok()
+            })
             .collect()
     }
 

@@ -32,12 +32,37 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Make a local CA and a server certificate it signs (for installs without a PKI).
+    Cert {
+        #[command(subcommand)]
+        action: CertAction,
+    },
     /// Manage the users file (`[auth] users_file`, default `<storage.path>/users.toml`).
     User {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: UserAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertAction {
+    /// Write ca.crt, ca.key, server.crt (chain) and server.key into --dir.
+    Init {
+        /// Folder for the files (default: the generated-TLS folder of the config,
+        /// <storage.path>/tls).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Extra DNS names or IP addresses for the certificate (repeatable), besides
+        /// localhost, 127.0.0.1, ::1 and this host's name.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -72,6 +97,46 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
         Command::User { config, action } => user(config, action),
+        Command::Cert { action } => cert(action),
+    }
+}
+
+fn cert(action: CertAction) -> ExitCode {
+    let CertAction::Init {
+        dir,
+        sans,
+        force,
+        config,
+    } = action;
+    let config = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let dir = dir.unwrap_or_else(|| config.generated_tls_dir());
+    let files = holdfast::server::certgen::Generated::in_dir(&dir);
+    if !force && (files.cert.exists() || files.key.exists() || files.ca_cert.exists()) {
+        eprintln!(
+            "holdfast: {} already holds TLS files; use --force to replace them",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let names = holdfast::server::certgen::default_names(&sans);
+    match holdfast::server::certgen::generate(&dir, &names) {
+        Ok(g) => {
+            println!(
+                "wrote {} (trust this CA), {} and {} for {}",
+                g.ca_cert.display(),
+                g.cert.display(),
+                g.key.display(),
+                names.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("holdfast: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -196,12 +196,27 @@ impl From<StorageError> for RegistryError {
                 "request body ended before it was complete",
             )
             .with_detail(json!({ "reason": msg })),
+            StorageError::Io(err)
+                if err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) =>
+            {
+                tracing::error!(error = %err, "storage is full");
+                insufficient_storage()
+            }
             StorageError::Io(err) => {
                 tracing::error!(error = %err, "storage I/O error");
                 Self::internal()
             }
         }
     }
+}
+
+/// The disk is (nearly) full: nothing was stored; reads still work.
+pub fn insufficient_storage() -> RegistryError {
+    RegistryError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        Code::Denied,
+        "the registry is out of disk space; uploads are refused until space is freed",
+    )
 }
 
 #[cfg(test)]

@@ -189,6 +189,10 @@ pub type HandlerResult = Result<Reply, RegistryError>;
 pub struct Registry<S: Storage> {
     pub storage: S,
     pub limits: LimitsConfig,
+    /// Maintenance mode: every push and delete is refused.
+    pub read_only: bool,
+    /// Uploads are refused while the storage has less free space than this.
+    pub min_free_bytes: u64,
 }
 
 /// Header names the spec defines beyond the standard ones.
@@ -204,7 +208,36 @@ pub mod header {
 
 impl<S: Storage> Registry<S> {
     pub fn new(storage: S, limits: LimitsConfig) -> Self {
-        Registry { storage, limits }
+        Registry {
+            storage,
+            limits,
+            read_only: false,
+            min_free_bytes: 0,
+        }
+    }
+
+    /// Refuses writes in read-only mode, and pushes while the disk is below its watermark
+    /// (reads go on; pushes are accepted again as soon as space returns).
+    async fn check_write(&self, action: Action) -> Result<(), RegistryError> {
+        if self.read_only {
+            return Err(RegistryError::unsupported(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the registry is in read-only maintenance mode",
+            ));
+        }
+        if action == Action::Push && self.min_free_bytes > 0 {
+            if let Some(free) = self.storage.free_space().await? {
+                if free < self.min_free_bytes {
+                    tracing::warn!(
+                        free,
+                        watermark = self.min_free_bytes,
+                        "upload refused: disk below its free-space watermark"
+                    );
+                    return Err(errors::insufficient_storage());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Largest blob accepted (the config's 0 means unlimited).
@@ -270,6 +303,9 @@ impl<S: Storage> Registry<S> {
                 (Route::Base | Route::Catalog, _) => (Action::Pull, RegistryError::name_unknown),
             };
             authorize(req.access.as_ref(), name.as_str(), action, not_found)?;
+            if action != Action::Pull {
+                self.check_write(action).await?;
+            }
         }
         match route {
             Route::Base => match m {

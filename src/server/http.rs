@@ -20,6 +20,7 @@ use warp::{Filter, Reply as _};
 use crate::registry::errors::RegistryError;
 use crate::registry::{Payload, Registry, Reply, Request};
 use crate::server::access::Gate;
+use crate::server::health;
 use crate::storage::{BodyStream, Storage};
 
 /// The client's address, put into request extensions by the accept loop.
@@ -69,6 +70,10 @@ pub fn routes<S: Storage>(
                     } else {
                         body
                     };
+                    if health::is_health_path(path.as_str()) {
+                        let reply = health::answer(&registry, path.as_str()).await;
+                        return into_response(reply, method == Method::HEAD, &id);
+                    }
                     let authorization = headers
                         .get(http::header::AUTHORIZATION)
                         .and_then(|v| v.to_str().ok());
@@ -116,6 +121,28 @@ pub fn routes<S: Storage>(
             Ok::<_, Infallible>(into_response(Reply::error(&err), false, ""))
         })
         .unify()
+}
+
+/// The monitoring listener's routes: health only (never the registry API).
+pub fn monitoring_routes<S: Storage>(
+    registry: Arc<Registry<S>>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    warp::method()
+        .and(warp::path::full())
+        .then(move |method: Method, path: FullPath| {
+            let registry = registry.clone();
+            async move {
+                let reply = if health::is_health_path(path.as_str()) {
+                    health::answer(&registry, path.as_str()).await
+                } else {
+                    Reply::error(&RegistryError::unsupported(
+                        StatusCode::NOT_FOUND,
+                        "the monitoring listener serves /healthz and /readyz only",
+                    ))
+                };
+                into_response(reply, method == Method::HEAD, "")
+            }
+        })
 }
 
 /// Adapts warp's body stream to the registry's: plain `Bytes` chunks and I/O errors.

@@ -32,10 +32,12 @@ pub struct Serving {
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
     pub connections: Arc<Semaphore>,
+    /// Client networks allowed to connect; empty allows all.
+    pub allow: Vec<ipnet::IpNet>,
 }
 
 impl Serving {
-    pub fn new(cfg: &ServerConfig) -> Serving {
+    pub fn new(cfg: &ServerConfig, allow: Vec<ipnet::IpNet>) -> Serving {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -58,7 +60,22 @@ impl Serving {
             handshake_timeout: Duration::from_secs(cfg.handshake_timeout_secs),
             idle_timeout: Duration::from_secs(cfg.header_read_timeout_secs),
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
+            allow,
         }
+    }
+}
+
+impl Serving {
+    /// Whether a client at `ip` may connect (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn admits(&self, ip: std::net::IpAddr) -> bool {
+        if self.allow.is_empty() {
+            return true;
+        }
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.allow.iter().any(|net| net.contains(&ip))
     }
 }
 
@@ -101,6 +118,12 @@ pub async fn accept_loop<Svc>(
             },
             _ = shutdown.changed() => return,
         };
+        if !serving.admits(peer.ip()) {
+            // Closed before any TLS byte: outsiders learn nothing about the service.
+            tracing::debug!(peer = %peer, "connection refused by the allow-list");
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let serving = serving.clone();

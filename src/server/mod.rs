@@ -5,8 +5,10 @@
 
 pub mod access;
 pub mod certgen;
+pub mod health;
 pub mod http;
 pub mod listener;
+pub mod systemd;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -41,6 +43,8 @@ pub enum ServerError {
     UsersFile(#[from] crate::auth::UsersFileError),
     #[error("watching the config and users files: {0}")]
     Watch(#[from] notify::Error),
+    #[error("sockets passed by systemd: {0}")]
+    Inherited(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -49,7 +53,7 @@ pub enum ServerError {
 }
 
 /// Loads the configured certificate, or the generated one (making it on first run).
-fn prepare_tls(config: &Config) -> Result<Option<TlsAcceptor>, ServerError> {
+fn prepare_tls(config: &Config) -> Result<Option<(TlsAcceptor, Arc<tls::CertStore>)>, ServerError> {
     if !config.tls.enabled {
         tracing::warn!(
             "TLS is disabled in the config: serving plain HTTP. Do this only behind a \
@@ -81,20 +85,62 @@ fn prepare_tls(config: &Config) -> Result<Option<TlsAcceptor>, ServerError> {
             (gen.cert, gen.key)
         }
     };
-    let server_config = tls::load_server_config(&cert, &key)?;
-    Ok(Some(TlsAcceptor::from(server_config)))
+    let store = tls::CertStore::load(&cert, &key)?;
+    let client_ca = config
+        .tls
+        .client_ca
+        .as_deref()
+        .map(|p| (p, config.tls.client_auth));
+    let server_config = tls::server_config(store.clone(), client_ca)?;
+    Ok(Some((TlsAcceptor::from(server_config), store)))
+}
+
+/// Swaps in a changed certificate/key pair; a bad pair is refused and the old one serves on.
+fn reload_certificate(store: &tls::CertStore) {
+    match store.reload() {
+        Ok(()) => tracing::info!("reloaded the TLS certificate"),
+        Err(e) => {
+            tracing::error!(error = %e, "new TLS certificate refused; the previous one keeps serving")
+        }
+    }
+}
+
+/// The listening sockets: those systemd passed (socket activation) plus the configured
+/// `listen` addresses not already among them.
+fn bind_listeners(config: &Config) -> Result<Vec<std::net::TcpListener>, ServerError> {
+    let mut listeners = systemd::inherited_listeners().map_err(ServerError::Inherited)?;
+    let inherited: Vec<_> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    for addr in config.listen_addrs() {
+        if inherited.contains(&addr) {
+            continue;
+        }
+        let l = std::net::TcpListener::bind(addr)
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        l.set_nonblocking(true)
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        listeners.push(l);
+    }
+    Ok(listeners)
 }
 
 /// Builds the authentication gate: with `[auth] mode = "basic"`, loads users and rules
 /// (creating the initial admin on first run), and reloads them whenever the config, users
 /// or htpasswd files change or SIGHUP arrives. The returned guard keeps the file watcher.
-fn prepare_auth(config: &Config) -> Result<(Gate, Option<WatchGuard>), ServerError> {
+type Reloader = Arc<dyn Fn() + Send + Sync>;
+
+fn prepare_auth(
+    config: &Config,
+) -> Result<(Gate, Option<WatchGuard>, Option<Reloader>), ServerError> {
     if config.auth.mode == AuthMode::None {
         tracing::warn!("authentication is off ([auth] mode = \"none\"): anyone who can connect may pull, push and delete");
         return Ok((
             Gate::Open {
                 deletes_enabled: config.auth.allow_delete,
             },
+            None,
             None,
         ));
     }
@@ -129,20 +175,7 @@ fn prepare_auth(config: &Config) -> Result<(Gate, Option<WatchGuard>), ServerErr
         move || reload_auth(source.as_deref(), &auth)
     };
     let guard = watch_files(watched, reloader.clone())?;
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; file changes still reload");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading users and access rules");
-            let reloader = reloader.clone();
-            // Loading reads files: keep it off the async threads.
-            let _ = tokio::task::spawn_blocking(reloader).await;
-        }
-    });
-    Ok((Gate::Basic(auth), Some(guard)))
+    Ok((Gate::Basic(auth), Some(guard), Some(Arc::new(reloader))))
 }
 
 /// Re-reads the config and users files and swaps in the new users and rules. A file that
@@ -179,27 +212,68 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         source,
     })?;
     let tls = prepare_tls(&config)?;
-    let (gate, _watch) = prepare_auth(&config)?;
-    let registry = Arc::new(Registry::new(storage.clone(), config.limits.clone()));
-    let routes = http::routes(registry, gate);
-    let service = warp::service(routes);
+    let (gate, auth_watch, reload_auth) = prepare_auth(&config)?;
+    let mut registry = Registry::new(storage.clone(), config.limits.clone());
+    registry.read_only = config.storage.read_only;
+    registry.min_free_bytes = config.storage.min_free_bytes;
+    if registry.read_only {
+        tracing::warn!("read-only maintenance mode: pushes and deletes are refused");
+    }
+    let registry = Arc::new(registry);
+    let service = warp::service(http::routes(registry.clone(), gate));
 
-    let serving = Arc::new(listener::Serving::new(&config.server));
+    // Certificates reload when their files change, and on SIGHUP with everything else.
+    let mut watches: Vec<WatchGuard> = auth_watch.into_iter().collect();
+    let cert_store = tls.as_ref().map(|(_, store)| store.clone());
+    if let Some(store) = &cert_store {
+        let s = store.clone();
+        watches.push(watch_files(store.files(), move || reload_certificate(&s))?);
+    }
+    spawn_sighup_handler(cert_store.clone(), reload_auth);
+
+    let serving = Arc::new(listener::Serving::new(
+        &config.server,
+        config.allowed_networks(),
+    ));
     let graceful = Arc::new(GracefulShutdown::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+    let acceptor = tls.map(|(acceptor, _)| acceptor);
     let mut accept_tasks = Vec::new();
-    for addr in config.listen_addrs() {
+    let mut addresses = Vec::new();
+    for std_listener in bind_listeners(&config)? {
+        let local = std_listener.local_addr().map_err(ServerError::Inherited)?;
+        let l = TcpListener::from_std(std_listener).map_err(|source| ServerError::Bind {
+            addr: local,
+            source,
+        })?;
+        tracing::info!(addr = %local, tls = acceptor.is_some(), "listening");
+        addresses.push(local.to_string());
+        accept_tasks.push(tokio::spawn(listener::accept_loop(
+            l,
+            acceptor.clone(),
+            service.clone(),
+            serving.clone(),
+            graceful.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+    if let Some(addr) = &config.monitoring.listen {
+        let addr: std::net::SocketAddr = addr.parse().map_err(|_| ServerError::Bind {
+            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            source: std::io::Error::other("invalid monitoring.listen"),
+        })?;
         let l = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let local = l.local_addr().unwrap_or(addr);
-        tracing::info!(addr = %local, tls = tls.is_some(), "listening");
+        tracing::info!(addr = %addr, "monitoring listener (plain HTTP: /healthz, /readyz)");
+        let monitoring = warp::service(http::monitoring_routes(registry.clone()));
+        let plain = Arc::new(listener::Serving::new(&config.server, Vec::new()));
         accept_tasks.push(tokio::spawn(listener::accept_loop(
             l,
-            tls.clone(),
-            service.clone(),
-            serving.clone(),
+            None,
+            monitoring,
+            plain,
             graceful.clone(),
             shutdown_rx.clone(),
         )));
@@ -219,13 +293,18 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         }
     });
 
+    systemd::spawn_watchdog();
+    systemd::ready(&format!("serving on {}", addresses.join(", ")));
+
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down: no new connections; draining in-flight requests");
+    systemd::stopping();
     let _ = shutdown_tx.send(true);
     for t in accept_tasks {
         let _ = t.await;
     }
     purge.abort();
+    drop(watches);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     if tokio::time::timeout(grace, graceful.shutdown())
@@ -236,6 +315,36 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP reloads users, rules and the certificate.
+fn spawn_sighup_handler(
+    cert_store: Option<Arc<tls::CertStore>>,
+    reload_auth: Option<Arc<dyn Fn() + Send + Sync>>,
+) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; file changes still reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            let cert_store = cert_store.clone();
+            let reload_auth = reload_auth.clone();
+            // Loading reads files: keep it off the async threads.
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(store) = &cert_store {
+                    reload_certificate(store);
+                }
+                if let Some(reload) = &reload_auth {
+                    reload();
+                }
+            })
+            .await;
+            systemd::reloading_done("reloaded");
+        }
+    });
 }
 
 async fn wait_for_shutdown_signal() {

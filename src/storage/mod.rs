@@ -259,4 +259,15 @@ pub trait Storage: Send + Sync + 'static {
     /// Removes sessions untouched for longer than `max_age`; returns how many.
     fn uploads_purge(&self, max_age: Duration)
         -> impl Future<Output = StorageResult<usize>> + Send;
+
+    // ---- health ----
+
+    /// Free bytes where content is written, when the backend can tell (`None`: unlimited or
+    /// unknown, e.g. an object store).
+    fn free_space(&self) -> impl Future<Output = StorageResult<Option<u64>>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Proves the backend accepts durable writes right now (for readiness checks).
+    fn check_writable(&self) -> impl Future<Output = StorageResult<()>> + Send;
 }

@@ -614,6 +614,24 @@ impl Storage for FsStorage {
     async fn uploads_purge(&self, max_age: Duration) -> StorageResult<usize> {
         self.purge_uploads(max_age).await
     }
+
+    async fn free_space(&self) -> StorageResult<Option<u64>> {
+        // statvfs on a local filesystem answers from memory: no need for the blocking pool.
+        let st = rustix::fs::statvfs(self.root()).map_err(io::Error::from)?;
+        Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
+    }
+
+    async fn check_writable(&self) -> StorageResult<()> {
+        let tmp = self.layout().tmp.clone();
+        blocking(move || {
+            let probe = tmp.join(".readiness-probe");
+            let mut f = std::fs::File::create(&probe)?;
+            std::io::Write::write_all(&mut f, b"ok")?;
+            f.sync_all()?;
+            Ok(std::fs::remove_file(&probe)?)
+        })
+        .await
+    }
 }
 
 /// Links a blob into a repository from blocking code (used when an upload commits).
