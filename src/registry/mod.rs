@@ -38,6 +38,10 @@ pub trait AccessPolicy: Send + Sync {
     fn challenge(&self) -> Option<String>;
     /// Whether deletes are enabled on this registry at all.
     fn deletes_enabled(&self) -> bool;
+    /// Whether the caller administers this registry (may read metrics on the main port).
+    fn is_admin(&self) -> bool {
+        false
+    }
 }
 
 /// Everyone may do everything (`[auth] mode = "none"`).
@@ -54,6 +58,9 @@ impl AccessPolicy for OpenAccess {
     }
     fn deletes_enabled(&self) -> bool {
         self.deletes_enabled
+    }
+    fn is_admin(&self) -> bool {
+        true
     }
 }
 

@@ -36,6 +36,9 @@ impl AccessPolicy for IdentityAccess {
     fn deletes_enabled(&self) -> bool {
         self.auth.state().deletes_allowed()
     }
+    fn is_admin(&self) -> bool {
+        self.identity.admin && !self.identity.is_anonymous()
+    }
 }
 
 impl Gate {

@@ -21,6 +21,7 @@ use crate::registry::errors::RegistryError;
 use crate::registry::{Payload, Registry, Reply, Request};
 use crate::server::access::Gate;
 use crate::server::health;
+use crate::server::metrics::{self, Metrics};
 use crate::storage::{BodyStream, Storage};
 
 /// The client's address, put into request extensions by the accept loop.
@@ -29,14 +30,23 @@ pub struct PeerAddr(pub SocketAddr);
 
 type Response = warp::reply::Response;
 
+/// What every request handler shares.
+pub struct Context<S: Storage> {
+    pub registry: Arc<Registry<S>>,
+    pub gate: Gate,
+    pub metrics: Arc<Metrics>,
+    /// The storage folder, for filesystem-size metrics.
+    pub storage_root: std::path::PathBuf,
+}
+
 /// All routes of the server, as one filter that never rejects.
 pub fn routes<S: Storage>(
-    registry: Arc<Registry<S>>,
-    gate: Gate,
+    ctx: Arc<Context<S>>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let request_ids = Arc::new(RequestIds::new());
-    let body = warp::body::stream().map(body_stream);
+    let metrics = ctx.metrics.clone();
+    let body = warp::body::stream().map(move |s| body_stream(s, metrics.clone()));
     warp::method()
         .and(warp::path::full())
         .and(raw_query)
@@ -50,8 +60,7 @@ pub fn routes<S: Storage>(
                   headers: HeaderMap,
                   body: BodyStream,
                   peer: Option<PeerAddr>| {
-                let registry = registry.clone();
-                let gate = gate.clone();
+                let ctx = ctx.clone();
                 let id = request_ids.next();
                 let peer_text = peer.map(|p| p.0.to_string()).unwrap_or_default();
                 let span = tracing::info_span!(
@@ -62,46 +71,26 @@ pub fn routes<S: Storage>(
                 );
                 async move {
                     let started = Instant::now();
-                    let is_head = method == Method::HEAD;
-                    // Wrapped first, so that an early 401 (clients often send a large body
-                    // without credentials, then retry) drains it too.
-                    let body: BodyStream = if announces_body(&headers) {
-                        Box::pin(DrainOnDrop { inner: Some(body) })
-                    } else {
-                        body
-                    };
-                    if health::is_health_path(path.as_str()) {
-                        let reply = health::answer(&registry, path.as_str()).await;
-                        return into_response(reply, method == Method::HEAD, &id);
-                    }
-                    let authorization = headers
-                        .get(http::header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok());
-                    let admitted = gate.admit(authorization, peer.map(|p| p.0.ip())).await;
-                    let reply = match (admitted, decode(path.as_str(), &query)) {
-                        (Err(e), _) | (_, Err(e)) => Reply::error(&e),
-                        (Ok((user, access)), Ok((path, query))) => {
-                            if let Some(user) = &user {
-                                tracing::Span::current().record("user", user.as_str());
-                            }
-                            let req = Request {
-                                access,
-                                method: method.clone(),
-                                path,
-                                query,
-                                headers,
-                                body,
-                            };
-                            registry.handle(req).await
-                        }
-                    };
+                    let route = metrics::route_label(path.as_str());
+                    let reply =
+                        serve_request(&ctx, &method, &path, &query, headers, body, peer, route)
+                            .await;
                     let status = reply.status;
-                    let response = into_response(reply, is_head, &id);
+                    let sent = match &reply.payload {
+                        _ if method == Method::HEAD => 0,
+                        Payload::Empty => 0,
+                        Payload::Bytes(b) => b.len() as u64,
+                        Payload::Stream { len, .. } => *len,
+                    };
+                    let response = into_response(reply, method == Method::HEAD, &id);
+                    let elapsed = started.elapsed();
+                    ctx.metrics
+                        .observe(route, method.as_str(), status.as_u16(), elapsed, sent);
                     tracing::info!(
                         method = %method,
                         path = %path.as_str(),
                         status = status.as_u16(),
-                        millis = started.elapsed().as_millis() as u64,
+                        millis = elapsed.as_millis() as u64,
                         "access"
                     );
                     response
@@ -123,21 +112,115 @@ pub fn routes<S: Storage>(
         .unify()
 }
 
-/// The monitoring listener's routes: health only (never the registry API).
+/// One request: health checks, authentication, then the registry (or metrics).
+#[allow(clippy::too_many_arguments)]
+async fn serve_request<S: Storage>(
+    ctx: &Context<S>,
+    method: &Method,
+    path: &FullPath,
+    query: &str,
+    headers: HeaderMap,
+    body: BodyStream,
+    peer: Option<PeerAddr>,
+    route: &'static str,
+) -> Reply {
+    // Wrapped first, so that an early 401 (clients often send a large body without
+    // credentials, then retry) drains it too.
+    let body: BodyStream = if announces_body(&headers) {
+        Box::pin(DrainOnDrop { inner: Some(body) })
+    } else {
+        body
+    };
+    if health::is_health_path(path.as_str()) {
+        return health::answer(&ctx.registry, path.as_str()).await;
+    }
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let (user, access) = match ctx.gate.admit(authorization, peer.map(|p| p.0.ip())).await {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            ctx.metrics
+                .auth_failure(if e.status == StatusCode::TOO_MANY_REQUESTS {
+                    "throttled"
+                } else {
+                    "bad_credentials"
+                });
+            return Reply::error(&e);
+        }
+    };
+    if let Some(user) = &user {
+        tracing::Span::current().record("user", user.as_str());
+    }
+    if path.as_str() == METRICS_PATH {
+        // On the main port, metrics are for administrators only.
+        return if access.is_admin() {
+            metrics_reply(ctx).await
+        } else if let Some(challenge) = access.challenge() {
+            Reply::error(
+                &RegistryError::new(
+                    StatusCode::UNAUTHORIZED,
+                    crate::registry::errors::Code::Unauthorized,
+                    "authentication required",
+                )
+                .with_header(http::header::WWW_AUTHENTICATE, challenge),
+            )
+        } else {
+            Reply::error(&RegistryError::new(
+                StatusCode::FORBIDDEN,
+                crate::registry::errors::Code::Denied,
+                "metrics are for administrators",
+            ))
+        };
+    }
+    let (path, query) = match decode(path.as_str(), query) {
+        Ok(decoded) => decoded,
+        Err(e) => return Reply::error(&e),
+    };
+    let _upload = (matches!(route, "upload" | "upload_start")
+        && matches!(*method, Method::POST | Method::PATCH | Method::PUT))
+    .then(|| ctx.metrics.upload_started());
+    let req = Request {
+        access,
+        method: method.clone(),
+        path,
+        query,
+        headers,
+        body,
+    };
+    ctx.registry.handle(req).await
+}
+
+pub const METRICS_PATH: &str = "/metrics";
+
+/// The metrics page, with storage gauges refreshed first.
+async fn metrics_reply<S: Storage>(ctx: &Context<S>) -> Reply {
+    let free = ctx.registry.storage.free_space().await.ok().flatten();
+    ctx.metrics
+        .set_storage(free, metrics::filesystem_size(&ctx.storage_root));
+    Reply::new(StatusCode::OK).bytes(
+        "text/plain; version=0.0.4; charset=utf-8",
+        Bytes::from(ctx.metrics.render()),
+    )
+}
+
+/// The monitoring listener's routes: health and metrics only (never the registry API).
 pub fn monitoring_routes<S: Storage>(
-    registry: Arc<Registry<S>>,
+    ctx: Arc<Context<S>>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     warp::method()
         .and(warp::path::full())
         .then(move |method: Method, path: FullPath| {
-            let registry = registry.clone();
+            let ctx = ctx.clone();
             async move {
                 let reply = if health::is_health_path(path.as_str()) {
-                    health::answer(&registry, path.as_str()).await
+                    health::answer(&ctx.registry, path.as_str()).await
+                } else if path.as_str() == METRICS_PATH {
+                    metrics_reply(&ctx).await
                 } else {
                     Reply::error(&RegistryError::unsupported(
                         StatusCode::NOT_FOUND,
-                        "the monitoring listener serves /healthz and /readyz only",
+                        "the monitoring listener serves /healthz, /readyz and /metrics only",
                     ))
                 };
                 into_response(reply, method == Method::HEAD, "")
@@ -145,15 +228,19 @@ pub fn monitoring_routes<S: Storage>(
         })
 }
 
-/// Adapts warp's body stream to the registry's: plain `Bytes` chunks and I/O errors.
-fn body_stream<St, B>(s: St) -> BodyStream
+/// Adapts warp's body stream to the registry's: plain `Bytes` chunks and I/O errors,
+/// counted as received bytes.
+fn body_stream<St, B>(s: St, metrics: Arc<Metrics>) -> BodyStream
 where
     St: futures_util::Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
     B: Buf,
 {
-    Box::pin(s.map(|chunk| {
+    Box::pin(s.map(move |chunk| {
         chunk
-            .map(|mut b| b.copy_to_bytes(b.remaining()))
+            .map(|mut b| {
+                metrics.received(b.remaining() as u64);
+                b.copy_to_bytes(b.remaining())
+            })
             .map_err(std::io::Error::other)
     }))
 }

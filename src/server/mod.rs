@@ -8,6 +8,7 @@ pub mod certgen;
 pub mod health;
 pub mod http;
 pub mod listener;
+pub mod metrics;
 pub mod systemd;
 pub mod tls;
 
@@ -219,8 +220,13 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     if registry.read_only {
         tracing::warn!("read-only maintenance mode: pushes and deletes are refused");
     }
-    let registry = Arc::new(registry);
-    let service = warp::service(http::routes(registry.clone(), gate));
+    let ctx = Arc::new(http::Context {
+        registry: Arc::new(registry),
+        gate,
+        metrics: Arc::new(metrics::Metrics::new()),
+        storage_root: config.storage.path.clone(),
+    });
+    let service = warp::service(http::routes(ctx.clone()));
 
     // Certificates reload when their files change, and on SIGHUP with everything else.
     let mut watches: Vec<WatchGuard> = auth_watch.into_iter().collect();
@@ -266,8 +272,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         let l = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        tracing::info!(addr = %addr, "monitoring listener (plain HTTP: /healthz, /readyz)");
-        let monitoring = warp::service(http::monitoring_routes(registry.clone()));
+        tracing::info!(addr = %addr, "monitoring listener (plain HTTP: /healthz, /readyz, /metrics)");
+        let monitoring = warp::service(http::monitoring_routes(ctx.clone()));
         let plain = Arc::new(listener::Serving::new(&config.server, Vec::new()));
         accept_tasks.push(tokio::spawn(listener::accept_loop(
             l,
