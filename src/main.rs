@@ -199,6 +199,18 @@ fn user(path: Option<PathBuf>, action: UserAction) -> ExitCode {
         Err(code) => return code,
     };
     let file = config.auth.users_file_or_default(&config.storage.path);
+    // `user add` may run before the first `serve`: make the folder the file goes in.
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+        {
+            eprintln!("holdfast: cannot create {}: {e}", parent.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match action {
         UserAction::Add {
             name,

@@ -183,6 +183,11 @@ impl Authenticator {
                 return Err(e);
             }
         };
+        if user.is_empty() && password.is_empty() {
+            // `Basic Og==` (":"): what skopeo and podman send when they have no
+            // credentials for this registry. That is an anonymous caller.
+            return Ok(Identity::anonymous());
+        }
         if user.is_empty() {
             return Err(AuthError::MissingCredentials);
         }

@@ -309,6 +309,15 @@ impl<S: Storage> Registry<S> {
                 }
                 (Route::Base | Route::Catalog, _) => (Action::Pull, RegistryError::name_unknown),
             };
+            // The referrers API answers an empty index for a subject nobody referred to,
+            // so a signed-in caller who may not pull gets exactly that (not a 404 that
+            // would set the repository apart from ones that hold nothing).
+            if matches!(route, Route::Referrers { .. })
+                && !req.access.allowed(name.as_str(), Action::Pull)
+                && req.access.challenge().is_none()
+            {
+                return Ok(referrers::empty_index());
+            }
             authorize(req.access.as_ref(), name.as_str(), action, not_found)?;
             if action != Action::Pull {
                 self.check_write(action).await?;

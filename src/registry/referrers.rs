@@ -9,6 +9,25 @@ use crate::registry::names::{Digest, RepoName};
 use crate::registry::{header, HandlerResult, Registry, Reply, Request};
 use crate::storage::Storage;
 
+/// An index listing no referrers.
+pub fn empty_index() -> Reply {
+    index_reply(Vec::new(), false)
+}
+
+fn index_reply(manifests: Vec<Value>, filtered: bool) -> Reply {
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": manifests,
+    });
+    let reply = Reply::new(StatusCode::OK).bytes(OCI_INDEX, bytes::Bytes::from(index.to_string()));
+    if filtered {
+        reply.header(header::OCI_FILTERS_APPLIED, "artifactType")
+    } else {
+        reply
+    }
+}
+
 pub async fn list<S: Storage>(
     reg: &Registry<S>,
     name: &str,
@@ -24,15 +43,5 @@ pub async fn list<S: Storage>(
         .filter_map(|r| serde_json::from_slice::<Value>(&r.descriptor_json).ok())
         .filter(|d| filter.is_none_or(|f| d["artifactType"].as_str() == Some(f)))
         .collect();
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": manifests,
-    });
-    let mut reply =
-        Reply::new(StatusCode::OK).bytes(OCI_INDEX, bytes::Bytes::from(index.to_string()));
-    if filter.is_some() {
-        reply = reply.header(header::OCI_FILTERS_APPLIED, "artifactType");
-    }
-    Ok(reply)
+    Ok(index_reply(manifests, filter.is_some()))
 }

@@ -770,3 +770,179 @@ impl Api {
         expect_status(r, 200).await.to_vec()
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Users and access (tests/auth.rs, tests/clients_auth.rs).
+// ---------------------------------------------------------------------------------------
+
+impl TestServer {
+    /// Like [`TestServer::start`], but writes the config and creates the (empty) data
+    /// folder without starting the process, so users can be added with the real CLI
+    /// before the first start; call [`TestServer::spawn`] afterwards.
+    pub fn configure(extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config_path = dir.path().join("holdfast.toml");
+        let data = dir.path().join("data");
+        let auth = if extra.contains("[auth]") {
+            ""
+        } else {
+            "[auth]\nmode = \"none\"\n\n"
+        };
+        let config = format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n\n[tls]\nenabled = true\n\n[storage]\npath = \"{}\"\n\n{auth}{extra}\n",
+            data.display()
+        );
+        std::fs::write(&config_path, config).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        TestServer {
+            host: format!("127.0.0.1:{port}"),
+            base: format!("https://127.0.0.1:{port}"),
+            dir,
+            port,
+            config_path,
+            child: None,
+        }
+    }
+
+    /// The running server's process id (panics when it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("holdfast is not running").id()
+    }
+
+    /// Sends SIGHUP to the running server.
+    pub fn sighup(&self) {
+        let ok = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.pid().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -HUP {}", self.pid());
+    }
+
+    /// The users file of the default configuration, `<storage.path>/users.toml`.
+    pub fn users_file(&self) -> PathBuf {
+        self.data_dir().join("users.toml")
+    }
+
+    /// Runs `holdfast user ARGS --config <this server's config>`, with `stdin` as its
+    /// standard input; returns the output whatever the exit status.
+    pub fn user_cmd(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        holdfast_user(&self.config_path, args, stdin)
+    }
+
+    /// Adds a user with the real CLI (`user add NAME [--group G]… [--admin]
+    /// --password-stdin`), asserting success.
+    pub fn add_user(&self, name: &str, password: &str, groups: &[&str], admin: bool) {
+        let mut args = vec!["add", name, "--password-stdin"];
+        for g in groups {
+            args.push("--group");
+            args.push(g);
+        }
+        if admin {
+            args.push("--admin");
+        }
+        let out = self.user_cmd(&args, Some(&format!("{password}\n")));
+        assert!(
+            out.status.success(),
+            "holdfast user {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The server's log with ANSI colour sequences removed.
+    pub fn log_plain(&self) -> String {
+        strip_ansi_codes(&self.log())
+    }
+
+    /// Replaces the config file the way an editor does: a new file renamed over it.
+    pub fn replace_config(&self, text: &str) {
+        let tmp = self.dir.path().join(".holdfast.toml.new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(&self.config_path).unwrap()
+    }
+}
+
+/// Runs `holdfast user ARGS --config CONFIG` with `stdin` (None: no input at all).
+pub fn holdfast_user(config: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .arg("user")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start holdfast user");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        // The CLI may stop reading early (e.g. after the first line): ignore EPIPE.
+        let _ = input.write_all(text.as_bytes());
+    }
+    drop(input);
+    child.wait_with_output().expect("wait for holdfast user")
+}
+
+/// `Authorization` header value for Basic credentials.
+pub fn basic_auth_value(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Drops ANSI escape sequences (`ESC [ … letter`).
+pub fn strip_ansi_codes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Asserts that `log` contains none of the secrets of `credentials`: neither a password,
+/// nor the base64 of `user:password`, nor an `Authorization` header value.
+pub fn assert_no_secrets(log: &str, credentials: &[(&str, &str)]) {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    for (user, password) in credentials {
+        let encoded = engine.encode(format!("{user}:{password}"));
+        let unpadded = encoded.trim_end_matches('=');
+        for (what, needle) in [
+            ("password", password.to_string()),
+            ("base64 of user:password", unpadded.to_string()),
+            ("Authorization value", basic_auth_value(user, password)),
+        ] {
+            if let Some(at) = log.find(&needle) {
+                let line_start = log[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
+                let line_end = log[at..].find('\n').map(|i| at + i).unwrap_or(log.len());
+                panic!(
+                    "the server log contains the {what} of {user:?}:\n{}",
+                    &log[line_start..line_end]
+                );
+            }
+        }
+    }
+    assert!(
+        !log.to_ascii_lowercase().contains("authorization: basic"),
+        "the server log contains an Authorization header"
+    );
+}

@@ -63,10 +63,15 @@ pub fn show(out: &Output) -> String {
 /// Runs `cmd` with no stdin, its output going to anonymous files (so a child that leaves
 /// a grandchild holding the pipe cannot hang us), killing it after `timeout`.
 pub fn exec_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    exec_timeout_stdin(cmd, Stdio::null(), timeout)
+}
+
+/// Like [`exec_timeout`], with `stdin` as the command's standard input.
+fn exec_timeout_stdin(cmd: &mut Command, stdin: Stdio, timeout: Duration) -> Output {
     let shown = describe(cmd);
     let out = tempfile::tempfile().expect("temp file for stdout");
     let err = tempfile::tempfile().expect("temp file for stderr");
-    cmd.stdin(Stdio::null())
+    cmd.stdin(stdin)
         .stdout(out.try_clone().unwrap())
         .stderr(err.try_clone().unwrap());
     let start = Instant::now();
@@ -190,4 +195,37 @@ pub fn require_busybox(test: &str) -> bool {
 
 pub fn p(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
+}
+
+/// Runs `cmd` with `input` as its standard input (e.g. a password for `--password-stdin`)
+/// and returns its output, whatever the exit status. The input is not printed.
+#[allow(dead_code)] // not every test binary that includes this file uses it
+pub fn exec_input(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write as _;
+    let mut f = tempfile::tempfile().expect("temp file for stdin");
+    f.write_all(input.as_bytes()).expect("write stdin");
+    f.seek(SeekFrom::Start(0)).expect("rewind stdin");
+    exec_timeout_stdin(cmd, Stdio::from(f), TIMEOUT)
+}
+
+/// [`exec_input`]; panics with both outputs unless it exits 0.
+#[allow(dead_code)] // not every test binary that includes this file uses it
+pub fn run_input(cmd: &mut Command, input: &str) -> Output {
+    let shown = describe(cmd);
+    let o = exec_input(cmd, input);
+    if !o.status.success() {
+        panic!("`{shown}` failed ({})\n{}", o.status, show(&o));
+    }
+    o
+}
+
+/// [`exec_input`]; panics with both outputs if it exits 0.
+#[allow(dead_code)] // not every test binary that includes this file uses it
+pub fn run_fails_input(cmd: &mut Command, input: &str) -> Output {
+    let shown = describe(cmd);
+    let o = exec_input(cmd, input);
+    if o.status.success() {
+        panic!("`{shown}` was expected to fail but succeeded\n{}", show(&o));
+    }
+    o
 }
