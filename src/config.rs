@@ -12,6 +12,8 @@ use crate::auth::{AccessRule, AuthSettings};
 /// Where the default config keeps its data, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./holdfast-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+/// Where systemd puts `LoadCredential=` files for the service.
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -214,7 +216,39 @@ impl Config {
     pub fn load_resolved(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = Config::load(path)?;
         config.auth.users_file = Some(config.auth.users_file_or_default(&config.storage.path));
+        config.resolve_credentials(std::env::var_os(CREDENTIALS_DIRECTORY).map(PathBuf::from))?;
         Ok(config)
+    }
+
+    /// A relative `[tls] cert`/`key` names a systemd credential (`LoadCredential=`), read
+    /// from `$CREDENTIALS_DIRECTORY`; absolute paths are used as they are.
+    pub fn resolve_credentials(
+        &mut self,
+        credentials_dir: Option<PathBuf>,
+    ) -> Result<(), ConfigError> {
+        let source = self.source.clone().unwrap_or_default();
+        for (key, slot) in [
+            ("tls.cert", &mut self.tls.cert),
+            ("tls.key", &mut self.tls.key),
+        ] {
+            let Some(value) = slot.as_ref().filter(|p| p.is_relative()) else {
+                continue;
+            };
+            match &credentials_dir {
+                Some(dir) => *slot = Some(dir.join(value)),
+                None => {
+                    return Err(ConfigError::Invalid {
+                        path: source,
+                        key,
+                        message: format!(
+                            "{} is relative, which names a systemd credential, but CREDENTIALS_DIRECTORY is not set (use an absolute path outside systemd)",
+                            value.display()
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Parses and validates TOML text; `path` only names the file in errors.
@@ -354,6 +388,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("manifest_max_bytes"), "{e}");
+    }
+
+    #[test]
+    fn relative_tls_paths_are_systemd_credentials() {
+        let text = "[tls]\ncert = \"tls.crt\"\nkey = \"/abs/server.key\"\n";
+        let mut c = parse(text).unwrap();
+        c.resolve_credentials(Some(PathBuf::from("/run/credentials/holdfast.service")))
+            .unwrap();
+        assert_eq!(
+            c.tls.cert.as_deref(),
+            Some(Path::new("/run/credentials/holdfast.service/tls.crt"))
+        );
+        assert_eq!(c.tls.key.as_deref(), Some(Path::new("/abs/server.key")));
+        let mut c = parse(text).unwrap();
+        let e = c.resolve_credentials(None).unwrap_err().to_string();
+        assert!(
+            e.contains("tls.cert") && e.contains("CREDENTIALS_DIRECTORY"),
+            "{e}"
+        );
     }
 
     #[test]

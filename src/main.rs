@@ -174,10 +174,29 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
 }
 
 fn check_config(path: Option<PathBuf>) -> ExitCode {
-    let config = match load(path) {
+    let mut config = match Config::load(path.as_deref()) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err(e) => {
+            eprintln!("holdfast: {e}");
+            return ExitCode::from(2);
+        }
     };
+    config.auth.users_file = Some(config.auth.users_file_or_default(&config.storage.path));
+    // Outside systemd, credential names cannot be resolved: say so instead of failing.
+    let credentials = std::env::var_os(holdfast::config::CREDENTIALS_DIRECTORY).map(PathBuf::from);
+    if credentials.is_none() {
+        for (key, value) in [("tls.cert", &config.tls.cert), ("tls.key", &config.tls.key)] {
+            if let Some(v) = value.as_ref().filter(|p| p.is_relative()) {
+                println!(
+                    "note: {key} = {:?} names a systemd credential; it resolves under the service's $CREDENTIALS_DIRECTORY",
+                    v.display().to_string()
+                );
+            }
+        }
+    } else if let Err(e) = config.resolve_credentials(credentials) {
+        eprintln!("holdfast: {e}");
+        return ExitCode::from(2);
+    }
     if config.auth.mode == auth::AuthMode::Basic {
         if let Err(e) = AuthState::load(&config.auth, &config.access) {
             eprintln!("holdfast: {e}");

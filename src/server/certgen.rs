@@ -63,9 +63,11 @@ pub fn default_names(extra: &[String]) -> Vec<String> {
 }
 
 fn host_name() -> Option<String> {
-    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let h = h.trim();
-    (!h.is_empty() && h != "localhost").then(|| h.to_owned())
+    // uname(2), not /proc/sys/kernel/hostname: the hardened unit (ProcSubset=pid) hides
+    // the latter.
+    let uts = rustix::system::uname();
+    let h = uts.nodename().to_str().ok()?.trim().to_owned();
+    (!h.is_empty() && h != "localhost").then_some(h)
 }
 
 fn this_year() -> i32 {

@@ -155,11 +155,20 @@ fn prepare_auth(
                 .storage
                 .path
                 .join(crate::auth::INITIAL_ADMIN_PASSWORD_FILE);
-            // Printed once, on stdout only (never into the logs); also kept 0600 on disk.
-            println!(
-                "holdfast: created user `admin` with password {password} (also in {}; change it with `holdfast user passwd admin`)",
-                saved.display()
-            );
+            if std::env::var_os("JOURNAL_STREAM").is_some() {
+                // Under systemd, stdout is the journal, which more people can read than
+                // the 0600 file: point there instead of printing the password.
+                println!(
+                    "holdfast: created user `admin`; its password is in {} (change it with `holdfast user passwd admin`)",
+                    saved.display()
+                );
+            } else {
+                // Printed once, on stdout only (never into the logs); also kept 0600 on disk.
+                println!(
+                    "holdfast: created user `admin` with password {password} (also in {}; change it with `holdfast user passwd admin`)",
+                    saved.display()
+                );
+            }
             tracing::info!(users_file = %users_file.display(), "created the initial admin user");
             state = AuthState::load(&config.auth, &config.access)?;
         }
