@@ -58,7 +58,8 @@ pub struct ServerConfig {
     pub listen: Vec<String>,
     /// Seconds a TLS handshake may take before the connection is dropped.
     pub handshake_timeout_secs: u64,
-    /// Seconds to wait for a request's headers (also bounds idle keep-alive connections).
+    /// Seconds to wait for a started request's headers; also how long a connection may sit
+    /// with no request in flight (idle keep-alive, or silent after the TLS handshake).
     pub header_read_timeout_secs: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,

@@ -117,6 +117,31 @@ fn wait_for_port(port: u16) {
     }
 }
 
+/// Starts `holdfast serve` on `port` with auth off, data under `dir/data`, stderr in
+/// `dir/log`, and `server_extra` inserted after the `[server]` listen line (it may close
+/// that table and open others, e.g. `[tls]`); returns once the port accepts connections.
+fn start_configured(dir: &Path, port: u16, server_extra: &str) -> Proc {
+    let config = dir.join("holdfast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n{server_extra}[storage]\npath = \"{}\"\n[auth]\nmode = \"none\"\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    wait_for_port(port);
+    proc
+}
+
 fn https_client(ca: &Path) -> reqwest::Client {
     let pem = std::fs::read(ca).unwrap();
     reqwest::Client::builder()
@@ -220,25 +245,8 @@ async fn embedded_default_first_run_generates_and_announces_a_ca() {
 async fn plain_http_only_when_configured_and_warned() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("holdfast.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[tls]\nenabled = false\n[storage]\npath = \"{}\"\n[auth]\nmode = \"none\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
     let log = dir.path().join("log");
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let _proc = Proc(child);
-    wait_for_port(port);
+    let _proc = start_configured(dir.path(), port, "[tls]\nenabled = false\n");
     let r = reqwest::get(format!("http://127.0.0.1:{port}/v2/"))
         .await
         .unwrap();
@@ -256,24 +264,7 @@ async fn plain_http_only_when_configured_and_warned() {
 async fn tls_versions_and_alpn() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("holdfast.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[storage]\npath = \"{}\"\n[auth]\nmode = \"none\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _proc = Proc(child);
-    wait_for_port(port);
+    let _proc = start_configured(dir.path(), port, "");
     let ca = dir.path().join("data/tls/ca.crt");
 
     for (version, name) in [
@@ -316,24 +307,7 @@ async fn tls_versions_and_alpn() {
 async fn oversized_headers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("holdfast.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nmax_header_bytes = 16384\n[storage]\npath = \"{}\"\n[auth]\nmode = \"none\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _proc = Proc(child);
-    wait_for_port(port);
+    let _proc = start_configured(dir.path(), port, "max_header_bytes = 16384\n");
     let ca = dir.path().join("data/tls/ca.crt");
     let pem = std::fs::read(&ca).unwrap();
     let url = format!("https://127.0.0.1:{port}/v2/");
@@ -371,24 +345,11 @@ async fn idle_connections_are_closed() {
     use tokio::io::AsyncReadExt;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("holdfast.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nhandshake_timeout_secs = 1\nheader_read_timeout_secs = 1\n[storage]\npath = \"{}\"\n[auth]\nmode = \"none\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _proc = Proc(child);
-    wait_for_port(port);
+    let _proc = start_configured(
+        dir.path(),
+        port,
+        "handshake_timeout_secs = 1\nheader_read_timeout_secs = 1\n",
+    );
 
     // No handshake at all.
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
