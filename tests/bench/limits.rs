@@ -1,0 +1,164 @@
+//! The machine's own limits, measured in the same run as the servers, so each result can be
+//! read against what the hardware allows: single-core SHA-256 (the `sha2` crate, as holdfast
+//! uses it), TLS throughput on loopback (rustls with aws-lc-rs on both ends, the holdfast
+//! certificate, one direction), and an fsync'd sequential write to the disk the servers use.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sha2::Digest as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::data::PIECE;
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub sha256_mb_s: f64,
+    pub tls_loopback_mb_s: f64,
+    pub tls_cipher: String,
+    pub fsync_write_mb_s: f64,
+}
+
+fn mb_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+/// Hashes `bytes` bytes of `pool` (repeated) on one thread.
+pub fn sha256_rate(pool: &Bytes, bytes: u64) -> f64 {
+    let mut h = sha2::Sha256::new();
+    let started = Instant::now();
+    let mut done = 0u64;
+    while done < bytes {
+        let n = (bytes - done).min(pool.len() as u64) as usize;
+        for p in pool[..n].chunks(PIECE) {
+            h.update(p);
+        }
+        done += n as u64;
+    }
+    std::hint::black_box(h.finalize());
+    mb_s(bytes, started.elapsed())
+}
+
+/// Writes `bytes` bytes to a new file in `dir` in 1 MiB writes, then fsyncs it; the time
+/// includes the fsync (like `dd bs=1M conv=fsync`). The file is removed afterwards.
+pub fn fsync_write_rate(dir: &Path, pool: &Bytes, bytes: u64) -> std::io::Result<f64> {
+    let path: PathBuf = dir.join("fsync-probe");
+    let started = Instant::now();
+    {
+        let mut f = std::fs::File::create(&path)?;
+        let mut done = 0u64;
+        while done < bytes {
+            let off = (done % pool.len() as u64) as usize;
+            let n = (bytes - done)
+                .min(PIECE as u64)
+                .min((pool.len() - off) as u64) as usize;
+            f.write_all(&pool[off..off + n])?;
+            done += n as u64;
+        }
+        f.sync_all()?;
+    }
+    let rate = mb_s(bytes, started.elapsed());
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}
+
+/// Pushes `bytes` bytes from a rustls server to a rustls client over one loopback TCP
+/// connection; returns MB/s (from the end of the handshake to the last byte read) and the
+/// cipher suite.
+pub async fn tls_loopback_rate(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    ca_pem: &[u8],
+    pool: Bytes,
+    bytes: u64,
+) -> Result<(f64, String), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("server.crt: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("server.key: {e}"))?;
+    let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem) {
+        roots
+            .add(c.map_err(|e| format!("ca.crt: {e}"))?)
+            .map_err(|e| e.to_string())?;
+    }
+    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await?;
+        tcp.set_nodelay(true)?;
+        let mut tls = acceptor.accept(tcp).await?;
+        let mut done = 0u64;
+        while done < bytes {
+            let off = (done % pool.len() as u64) as usize;
+            let n = (bytes - done)
+                .min(PIECE as u64)
+                .min((pool.len() - off) as u64) as usize;
+            tls.write_all(&pool[off..off + n]).await?;
+            done += n as u64;
+        }
+        tls.shutdown().await?;
+        Ok::<_, std::io::Error>(())
+    });
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let cipher = tls
+        .get_ref()
+        .1
+        .negotiated_cipher_suite()
+        .map(|c| format!("{:?}", c.suite()))
+        .unwrap_or_default();
+    let started = Instant::now();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut got = 0u64;
+    let deadline = Duration::from_secs(300);
+    while got < bytes {
+        let n = tokio::time::timeout(deadline, tls.read(&mut buf))
+            .await
+            .map_err(|_| "TLS loopback read timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    let took = started.elapsed();
+    server
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("TLS loopback server: {e}"))?;
+    if got != bytes {
+        return Err(format!("TLS loopback: read {got} of {bytes} bytes"));
+    }
+    Ok((mb_s(bytes, took), cipher))
+}
