@@ -42,6 +42,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `[monitoring]`: an optional separate listener for health and metrics.
     pub monitoring: MonitoringConfig,
+    /// `[token]`: Bearer tokens (with `[auth] mode = "token"`).
+    pub token: TokenConfig,
+    /// `[index]`: the embedded index (token service) in this process.
+    pub index: IndexConfig,
     /// `[auth]`: users, password checking, throttling (see `crate::auth`).
     pub auth: AuthSettings,
     /// `[[access]]`: who may pull, push and delete where (default deny).
@@ -173,6 +177,46 @@ pub struct MonitoringConfig {
     pub listen: Option<String>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Where clients fetch tokens (`WWW-Authenticate: Bearer realm=…`). With the embedded
+    /// index the default is `https://<first listen address>/token`; set it to the address
+    /// clients really use.
+    pub realm: Option<String>,
+    /// This registry's name in tokens (`service` in challenges, `aud` in tokens).
+    pub service: String,
+    /// The index's name (`iss` in tokens).
+    pub issuer: String,
+    /// PEM public keys of the indexes whose tokens this registry accepts (several at once
+    /// for key rotation). The embedded index's own key is always trusted.
+    pub trusted_keys: Vec<PathBuf>,
+    /// Lifetime of issued access tokens, seconds (60 at least).
+    pub lifetime_secs: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            realm: None,
+            service: "holdfast".to_owned(),
+            issuer: "holdfast-index".to_owned(),
+            trusted_keys: Vec::new(),
+            lifetime_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Serve the token service (`/token`) in this process, signing with a key generated
+    /// on first run under `<storage.path>/index/` (private key 0600).
+    pub enabled: bool,
+    /// `ed25519` (default) or `p256`.
+    pub key_algorithm: crate::index::keys::KeyAlgorithm,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -291,6 +335,23 @@ impl Config {
         if let Some(m) = &self.monitoring.listen {
             m.parse::<SocketAddr>()
                 .map_err(|e| invalid("monitoring.listen", format!("{m:?} is not IP:PORT ({e})")))?;
+        }
+        if self.auth.mode == crate::auth::AuthMode::Token {
+            if !self.index.enabled && self.token.trusted_keys.is_empty() {
+                return Err(invalid(
+                    "token.trusted_keys",
+                    "token mode without the embedded index needs the index's public key(s)".into(),
+                ));
+            }
+            if !self.index.enabled && self.token.realm.is_none() {
+                return Err(invalid(
+                    "token.realm",
+                    "token mode without the embedded index needs the index's token URL".into(),
+                ));
+            }
+        }
+        if self.token.lifetime_secs < 60 {
+            return Err(invalid("token.lifetime_secs", "must be at least 60".into()));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(invalid(

@@ -14,8 +14,10 @@
 mod access;
 mod authenticator;
 mod basic;
+pub mod bearer;
 mod hashes;
 mod htpasswd;
+pub mod scope;
 mod state;
 mod throttle;
 pub mod users_file;
@@ -197,6 +199,9 @@ impl AuthSettings {
 pub enum AuthMode {
     None,
     Basic,
+    /// Bearer tokens signed by an index (`[token]`, and `[index] enabled` for the embedded
+    /// one): the registry verifies them offline.
+    Token,
 }
 
 /// Name of the users file inside the data folder when none is configured.

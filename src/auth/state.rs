@@ -211,6 +211,16 @@ impl AuthState {
 
     /// How many users exist across all sources (0 on first run).
     /// Whether deletes are allowed at all (`[auth] allow_delete`).
+    /// The identity of an existing user, without checking a password (for callers that
+    /// proved who they are another way, such as a refresh token).
+    pub fn identity_of(&self, name: &str) -> Option<Identity> {
+        self.user(name).map(|u| Identity {
+            user: Some(name.to_owned()),
+            groups: u.groups.clone(),
+            admin: u.admin,
+        })
+    }
+
     pub fn deletes_allowed(&self) -> bool {
         self.allow_delete
     }

@@ -33,9 +33,20 @@ use routes::Route;
 pub trait AccessPolicy: Send + Sync {
     /// May the caller do `action` in `repository`?
     fn allowed(&self, repository: &str, action: Action) -> bool;
-    /// For a caller who has not signed in (and could): the `WWW-Authenticate` challenge
-    /// to answer with. `None` when signed in, or when authentication is off.
-    fn challenge(&self) -> Option<String>;
+    /// The `WWW-Authenticate` challenge for a request the caller may not make as it is
+    /// (`need`: the repository and action it needs, if any): for a caller who has not
+    /// signed in (Basic), or whose token lacks the scope (Bearer). `None` when asking again
+    /// would not help: signed in with Basic, or authentication off.
+    fn challenge(&self, need: Option<(&str, Action)>) -> Option<String>;
+    /// For the catalog: a challenge when the caller must first obtain catalog access.
+    fn catalog_challenge(&self) -> Option<String> {
+        None
+    }
+    /// Whether the catalog lists every repository (token access to `registry:catalog:*`)
+    /// instead of only those the caller may pull.
+    fn lists_all_repositories(&self) -> bool {
+        false
+    }
     /// Whether deletes are enabled on this registry at all.
     fn deletes_enabled(&self) -> bool;
     /// Whether the caller administers this registry (may read metrics on the main port).
@@ -53,7 +64,7 @@ impl AccessPolicy for OpenAccess {
     fn allowed(&self, _: &str, action: Action) -> bool {
         action != Action::Delete || self.deletes_enabled
     }
-    fn challenge(&self) -> Option<String> {
+    fn challenge(&self, _: Option<(&str, Action)>) -> Option<String> {
         None
     }
     fn deletes_enabled(&self) -> bool {
@@ -314,7 +325,10 @@ impl<S: Storage> Registry<S> {
             // would set the repository apart from ones that hold nothing).
             if matches!(route, Route::Referrers { .. })
                 && !req.access.allowed(name.as_str(), Action::Pull)
-                && req.access.challenge().is_none()
+                && req
+                    .access
+                    .challenge(Some((name.as_str(), Action::Pull)))
+                    .is_none()
             {
                 return Ok(referrers::empty_index());
             }
@@ -328,7 +342,7 @@ impl<S: Storage> Registry<S> {
                 Method::GET | Method::HEAD => {
                     // `docker login` checks its credentials here: a caller who could sign
                     // in but did not is asked to.
-                    if let Some(challenge) = req.access.challenge() {
+                    if let Some(challenge) = req.access.challenge(None) {
                         return Err(unauthorized(challenge));
                     }
                     Ok(Reply::new(StatusCode::OK).json(&serde_json::json!({})))
@@ -336,7 +350,12 @@ impl<S: Storage> Registry<S> {
                 _ => not_allowed(),
             },
             Route::Catalog => match m {
-                Method::GET => catalog::list(self, &req).await,
+                Method::GET => {
+                    if let Some(challenge) = req.access.catalog_challenge() {
+                        return Err(unauthorized(challenge));
+                    }
+                    catalog::list(self, &req).await
+                }
                 _ => not_allowed(),
             },
             Route::Tags { name } => match m {
@@ -401,7 +420,7 @@ fn authorize(
     if access.allowed(repository, action) {
         return Ok(());
     }
-    if let Some(challenge) = access.challenge() {
+    if let Some(challenge) = access.challenge(Some((repository, action))) {
         return Err(unauthorized(challenge));
     }
     if action == Action::Pull {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
+use crate::auth::bearer::{self, TokenVerifier, VerifiedToken};
 use crate::auth::{Action, AuthError, Authenticator, Identity};
+use crate::index::endpoint::EmbeddedIndex;
 use crate::registry::errors::{Code, RegistryError};
 use crate::registry::{AccessPolicy, OpenAccess};
 
@@ -17,6 +19,61 @@ use crate::registry::{AccessPolicy, OpenAccess};
 pub enum Gate {
     Open { deletes_enabled: bool },
     Basic(Arc<Authenticator>),
+    Token(Arc<TokenGate>),
+}
+
+/// Token mode: tokens are verified offline; the embedded index (if any) issues them.
+pub struct TokenGate {
+    pub verifier: TokenVerifier,
+    pub realm: String,
+    pub service: String,
+    pub index: Option<Arc<EmbeddedIndex>>,
+}
+
+impl TokenGate {
+    fn challenge(&self, scope: Option<&str>, error: Option<&str>) -> String {
+        bearer::challenge(&self.realm, &self.service, scope, error)
+    }
+}
+
+/// A caller under token authentication: what its token grants, nothing more.
+struct TokenAccess {
+    gate: Arc<TokenGate>,
+    token: Option<VerifiedToken>,
+}
+
+impl AccessPolicy for TokenAccess {
+    fn allowed(&self, repository: &str, action: Action) -> bool {
+        self.token
+            .as_ref()
+            .is_some_and(|t| t.allows(repository, action))
+    }
+    fn challenge(&self, need: Option<(&str, Action)>) -> Option<String> {
+        // Docker asks for pull and push together when it pushes.
+        let scope = need.map(|(repo, action)| match action {
+            Action::Push => bearer::scope_for(repo, &[Action::Pull, Action::Push]),
+            other => bearer::scope_for(repo, &[other]),
+        });
+        let error = match (&self.token, &scope) {
+            (Some(_), Some(_)) => Some(bearer::INSUFFICIENT_SCOPE),
+            _ => None,
+        };
+        Some(self.gate.challenge(scope.as_deref(), error))
+    }
+    fn catalog_challenge(&self) -> Option<String> {
+        if self.lists_all_repositories() {
+            return None;
+        }
+        let error = self.token.as_ref().map(|_| bearer::INSUFFICIENT_SCOPE);
+        Some(self.gate.challenge(Some("registry:catalog:*"), error))
+    }
+    fn lists_all_repositories(&self) -> bool {
+        self.token.as_ref().is_some_and(|t| t.allows_catalog())
+    }
+    fn deletes_enabled(&self) -> bool {
+        // The index decides: it grants `delete` only where deletes are allowed.
+        true
+    }
 }
 
 /// A signed-in (or anonymous) caller under the current users and rules. Rules are read at
@@ -30,7 +87,7 @@ impl AccessPolicy for IdentityAccess {
     fn allowed(&self, repository: &str, action: Action) -> bool {
         self.auth.allowed(&self.identity, repository, action)
     }
-    fn challenge(&self) -> Option<String> {
+    fn challenge(&self, _need: Option<(&str, Action)>) -> Option<String> {
         self.identity.is_anonymous().then(|| self.auth.challenge())
     }
     fn deletes_enabled(&self) -> bool {
@@ -42,6 +99,14 @@ impl AccessPolicy for IdentityAccess {
 }
 
 impl Gate {
+    /// The embedded token service, when this process runs one.
+    pub fn index(&self) -> Option<&Arc<EmbeddedIndex>> {
+        match self {
+            Gate::Token(g) => g.index.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Authenticates a request. `Ok` carries the caller's name for logs (`None` when
     /// authentication is off) and its access policy.
     pub async fn admit(
@@ -56,6 +121,37 @@ impl Gate {
                     deletes_enabled: *deletes_enabled,
                 }),
             )),
+            Gate::Token(gate) => {
+                let token = match authorization.and_then(bearer::parse_bearer) {
+                    // No token (or Basic credentials): the caller is asked to get one.
+                    None => None,
+                    Some(raw) => match gate.verifier.verify(raw, std::time::SystemTime::now()) {
+                        Ok(t) => Some(t),
+                        Err(e) => {
+                            tracing::info!(target: "audit", event = "token_rejected", reason = %e);
+                            return Err(RegistryError::new(
+                                StatusCode::UNAUTHORIZED,
+                                Code::Unauthorized,
+                                "invalid or expired token",
+                            )
+                            .with_header(
+                                http::header::WWW_AUTHENTICATE,
+                                gate.challenge(None, Some(bearer::INVALID_TOKEN)),
+                            ));
+                        }
+                    },
+                };
+                let user = token
+                    .as_ref()
+                    .map(|t| t.subject.clone().unwrap_or_else(|| "anonymous".to_owned()));
+                Ok((
+                    user,
+                    Arc::new(TokenAccess {
+                        gate: gate.clone(),
+                        token,
+                    }),
+                ))
+            }
             Gate::Basic(auth) => match auth.authenticate(authorization, peer).await {
                 Ok(identity) => Ok((
                     Some(identity.display_name().to_owned()),

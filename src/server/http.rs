@@ -134,6 +134,13 @@ async fn serve_request<S: Storage>(
     if health::is_health_path(path.as_str()) {
         return health::answer(&ctx.registry, path.as_str()).await;
     }
+    if path.as_str() == crate::index::endpoint::TOKEN_PATH {
+        if let Some(index) = ctx.gate.index() {
+            return index
+                .handle(method, query, &headers, body, peer.map(|p| p.0.ip()))
+                .await;
+        }
+    }
     let authorization = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -156,7 +163,7 @@ async fn serve_request<S: Storage>(
         // On the main port, metrics are for administrators only.
         return if access.is_admin() {
             metrics_reply(ctx).await
-        } else if let Some(challenge) = access.challenge() {
+        } else if let Some(challenge) = access.challenge(None) {
             Reply::error(
                 &RegistryError::new(
                     StatusCode::UNAUTHORIZED,

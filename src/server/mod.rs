@@ -42,6 +42,8 @@ pub enum ServerError {
     AuthLoad(#[from] crate::auth::AuthLoadError),
     #[error(transparent)]
     UsersFile(#[from] crate::auth::UsersFileError),
+    #[error("token keys: {0}")]
+    Keys(#[from] crate::index::keys::KeyError),
     #[error("watching the config and users files: {0}")]
     Watch(#[from] notify::Error),
     #[error("sockets passed by systemd: {0}")]
@@ -145,6 +147,82 @@ fn prepare_auth(
             None,
         ));
     }
+    if config.auth.mode == AuthMode::Token {
+        return prepare_token_auth(config);
+    }
+    let (auth, guard, reloader) = build_authenticator(config)?;
+    Ok((Gate::Basic(auth), Some(guard), Some(reloader)))
+}
+
+/// Token mode: a verifier trusting the configured index keys, and with `[index] enabled`
+/// the embedded token service (its signing key made on first run) and its users.
+fn prepare_token_auth(
+    config: &Config,
+) -> Result<(Gate, Option<WatchGuard>, Option<Reloader>), ServerError> {
+    use crate::index::endpoint::EmbeddedIndex;
+    use crate::index::keys;
+    use crate::index::token::{MemoryRefreshStore, RefreshTokens, TokenIssuer};
+
+    let mut trusted = keys::load_public_keys(&config.token.trusted_keys)?;
+    let listen = config.listen_addrs();
+    let scheme = if config.tls.enabled { "https" } else { "http" };
+    let realm = config.token.realm.clone().unwrap_or_else(|| {
+        let host = listen
+            .first()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_owned());
+        format!("{scheme}://{host}/token")
+    });
+    let (index, guard, reloader) = if config.index.enabled {
+        let (auth, guard, reloader) = build_authenticator(config)?;
+        let key = keys::load_or_generate(
+            &config.storage.path.join("index"),
+            config.index.key_algorithm,
+        )?;
+        tracing::info!(kid = key.kid(), "token signing key loaded");
+        trusted.push(key.public_key().clone());
+        let issuer = TokenIssuer::new(key, config.token.issuer.clone())
+            .with_lifetime(Duration::from_secs(config.token.lifetime_secs));
+        // The names clients may prefix repositories with in scopes.
+        let mut own_hosts = Vec::new();
+        for addr in &listen {
+            own_hosts.push(addr.to_string());
+            own_hosts.push(format!("localhost:{}", addr.port()));
+            for name in &config.tls.generated_names {
+                own_hosts.push(format!("{name}:{}", addr.port()));
+            }
+        }
+        let index = EmbeddedIndex {
+            auth,
+            issuer,
+            service: config.token.service.clone(),
+            own_hosts,
+            refresh: RefreshTokens::new(MemoryRefreshStore::new(100_000)),
+        };
+        (Some(Arc::new(index)), Some(guard), Some(reloader))
+    } else {
+        (None, None, None)
+    };
+    tracing::info!(realm = %realm, service = %config.token.service, keys = trusted.len(), embedded_index = index.is_some(), "token authentication");
+    let verifier = crate::auth::bearer::TokenVerifier::new(
+        config.token.issuer.clone(),
+        config.token.service.clone(),
+        trusted,
+    );
+    let gate = crate::server::access::TokenGate {
+        verifier,
+        realm,
+        service: config.token.service.clone(),
+        index,
+    };
+    Ok((Gate::Token(Arc::new(gate)), guard, reloader))
+}
+
+/// Loads users and rules (creating the initial admin on first run) and reloads them
+/// whenever the config, users or htpasswd files change.
+fn build_authenticator(
+    config: &Config,
+) -> Result<(Arc<Authenticator>, WatchGuard, Reloader), ServerError> {
     let mut state = AuthState::load(&config.auth, &config.access)?;
     if state.user_count() == 0 {
         let users_file = config.auth.users_file_or_default(&config.storage.path);
@@ -185,7 +263,7 @@ fn prepare_auth(
         move || reload_auth(source.as_deref(), &auth)
     };
     let guard = watch_files(watched, reloader.clone())?;
-    Ok((Gate::Basic(auth), Some(guard), Some(Arc::new(reloader))))
+    Ok((auth, guard, Arc::new(reloader)))
 }
 
 /// Re-reads the config and users files and swaps in the new users and rules. A file that

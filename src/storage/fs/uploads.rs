@@ -17,9 +17,14 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
+/// Size of the buffers an upload is written in: two per upload in flight (one filling, one
+/// being written and hashed), so this bounds memory per concurrent upload. 256 KiB keeps
+/// writes large while 20 concurrent uploads hold only ~10 MiB.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
 use super::atomic::{
     blocking, ensure_dir, feed, hash_reader, join_error, not_found, random_hex,
-    remove_tree_durable, sync_dir, write_atomic, CHUNK,
+    remove_tree_durable, sync_dir, write_atomic,
 };
 use super::{link_blob_blocking, lock, FsStorage, Inner};
 use crate::registry::names::{Algorithm, Digest, RepoName};
@@ -296,7 +301,7 @@ impl FsStorage {
         // blocking task while the next one fills (two buffers in rotation).
         let rt = tokio::runtime::Handle::current();
         let mut holder = Holder::Idle(guard);
-        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+        let mut buf: Vec<u8> = Vec::with_capacity(UPLOAD_CHUNK);
         let mut accepted = 0u64;
         let outcome = loop {
             let chunk = match body.next().await {
@@ -312,12 +317,20 @@ impl FsStorage {
                 break Err(StorageError::TooLarge { limit });
             }
             accepted += chunk.len() as u64;
-            buf.extend_from_slice(&chunk);
-            if buf.len() >= CHUNK {
-                let (g, freed) = holder.settle().await?;
-                let next = freed.unwrap_or_else(|| Vec::with_capacity(CHUNK));
-                let full = std::mem::replace(&mut buf, next);
-                holder = Holder::Writing(rt.spawn_blocking(move || write_chunk(g, full)));
+            // Fill buffers exactly to UPLOAD_CHUNK, splitting incoming chunks: a Vec allowed
+            // to grow past its capacity would double, and with many uploads at once that
+            // doubling is most of the server's memory.
+            let mut rest: &[u8] = &chunk;
+            while !rest.is_empty() {
+                let take = (UPLOAD_CHUNK - buf.len()).min(rest.len());
+                buf.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if buf.len() == UPLOAD_CHUNK {
+                    let (g, freed) = holder.settle().await?;
+                    let next = freed.unwrap_or_else(|| Vec::with_capacity(UPLOAD_CHUNK));
+                    let full = std::mem::replace(&mut buf, next);
+                    holder = Holder::Writing(rt.spawn_blocking(move || write_chunk(g, full)));
+                }
             }
         };
         // Whatever arrived stays appended, also on a body error or the limit: it is a valid
