@@ -24,7 +24,7 @@ const UPLOAD_CHUNK: usize = 256 * 1024;
 
 use super::atomic::{
     blocking, ensure_dir, feed, hash_reader, join_error, not_found, random_hex,
-    remove_tree_durable, sync_dir, write_atomic,
+    remove_tree_durable, sync_dir,
 };
 use super::{link_blob_blocking, lock, FsStorage, Inner};
 use crate::registry::names::{Algorithm, Digest, RepoName};
@@ -216,15 +216,17 @@ impl FsStorage {
                     Err(e) => return Err(e.into()),
                 }
             };
+            // No fsync here: a new session holds nothing acknowledged. After a crash it can
+            // only be missing or have an empty `repo` file (then it is unknown and the
+            // client starts over), never be bound to another repository. Content becomes
+            // durable in `finish_upload` (data fsync, rename, directory fsync).
             let made = (|| {
-                sync_dir(uploads)?;
-                write_atomic(&inner.layout.tmp, &dir.join("repo"), name.as_bytes())?;
+                fs::write(dir.join("repo"), name.as_bytes())?;
                 let file = OpenOptions::new()
                     .read(true)
                     .append(true)
                     .create_new(true)
                     .open(dir.join("data"))?;
-                sync_dir(&dir)?;
                 Ok::<_, io::Error>(file)
             })();
             match made {
