@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::registry::tags::MAX_PAGE;
-use crate::registry::{next_link, page_size, Action, HandlerResult, Registry, Reply, Request};
+use crate::registry::{next_link, page_size, HandlerResult, Registry, Reply, Request};
 use crate::storage::Storage;
 
 /// Most names examined for one page when the caller may see only some: bounds the cost a
@@ -23,14 +23,13 @@ pub async fn list<S: Storage>(reg: &Registry<S>, req: &Request) -> HandlerResult
     let mut names = Vec::new();
     let mut scanned = 0;
     let batch = (n + 1).clamp(100, MAX_PAGE);
-    let all = req.access.lists_all_repositories();
     'fill: while names.len() <= n && scanned < MAX_SCANNED {
         let chunk = reg.storage.repositories(cursor.as_deref(), batch).await?;
         let exhausted = chunk.len() < batch;
         for name in chunk {
             scanned += 1;
             cursor = Some(name.clone());
-            if all || req.access.allowed(&name, Action::Pull) {
+            if req.access.lists(&name) {
                 names.push(name);
                 if names.len() > n {
                     break 'fill;

@@ -42,10 +42,9 @@ pub trait AccessPolicy: Send + Sync {
     fn catalog_challenge(&self) -> Option<String> {
         None
     }
-    /// Whether the catalog lists every repository (token access to `registry:catalog:*`)
-    /// instead of only those the caller may pull.
-    fn lists_all_repositories(&self) -> bool {
-        false
+    /// Whether `_catalog` shows `repository` to the caller: by default, when it may pull it.
+    fn lists(&self, repository: &str) -> bool {
+        self.allowed(repository, Action::Pull)
     }
     /// Whether deletes are enabled on this registry at all.
     fn deletes_enabled(&self) -> bool;

@@ -61,14 +61,33 @@ impl AccessPolicy for TokenAccess {
         Some(self.gate.challenge(scope.as_deref(), error))
     }
     fn catalog_challenge(&self) -> Option<String> {
-        if self.lists_all_repositories() {
+        if self.token.as_ref().is_some_and(|t| t.allows_catalog()) {
             return None;
         }
         let error = self.token.as_ref().map(|_| bearer::INSUFFICIENT_SCOPE);
         Some(self.gate.challenge(Some("registry:catalog:*"), error))
     }
-    fn lists_all_repositories(&self) -> bool {
-        self.token.as_ref().is_some_and(|t| t.allows_catalog())
+    fn lists(&self, repository: &str) -> bool {
+        let Some(token) = self.token.as_ref().filter(|t| t.allows_catalog()) else {
+            return false;
+        };
+        match &self.gate.index {
+            // The embedded index's rules are at hand: show what the token's subject may
+            // pull, as in Basic mode.
+            Some(index) => {
+                let state = index.auth.state();
+                let identity = match token.subject.as_deref().filter(|s| !s.is_empty()) {
+                    Some(user) => match state.identity_of(user) {
+                        Some(i) => i,
+                        None => return false,
+                    },
+                    None => Identity::anonymous(),
+                };
+                state.allowed(&identity, repository, Action::Pull)
+            }
+            // A remote index granted the catalog: list everything, as distribution does.
+            None => true,
+        }
     }
     fn deletes_enabled(&self) -> bool {
         // The index decides: it grants `delete` only where deletes are allowed.
