@@ -49,6 +49,11 @@ impl AccessPolicy for TokenAccess {
             .is_some_and(|t| t.allows(repository, action))
     }
     fn challenge(&self, need: Option<(&str, Action)>) -> Option<String> {
+        // `GET /v2/` (no scope needed) with any valid token: signed in, no challenge. This
+        // is how clients check a login.
+        if need.is_none() && self.token.is_some() {
+            return None;
+        }
         // Docker asks for pull and push together when it pushes.
         let scope = need.map(|(repo, action)| match action {
             Action::Push => bearer::scope_for(repo, &[Action::Pull, Action::Push]),

@@ -946,3 +946,137 @@ pub fn assert_no_secrets(log: &str, credentials: &[(&str, &str)]) {
         "the server log contains an Authorization header"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Token mode (tests/token.rs, tests/clients_token.rs).
+// ---------------------------------------------------------------------------------------
+
+/// `GET /token?service=SERVICE&scope=…` (one `scope=` per entry of `scopes`) with Basic
+/// credentials `cred` (`None`: anonymous); returns the response as it is.
+pub async fn token_request(
+    server: &TestServer,
+    service: &str,
+    cred: Option<(&str, &str)>,
+    scopes: &[&str],
+) -> reqwest::Response {
+    let mut url = reqwest::Url::parse(&server.url("/token")).unwrap();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("service", service);
+        for s in scopes {
+            q.append_pair("scope", s);
+        }
+    }
+    let mut rb = server.client().get(url);
+    if let Some((user, password)) = cred {
+        rb = rb.header(
+            reqwest::header::AUTHORIZATION,
+            basic_auth_value(user, password),
+        );
+    }
+    rb.send().await.expect("GET /token")
+}
+
+/// Like [`token_request`], asserting 200 and a JSON body; returns the body.
+pub async fn fetch_token(
+    server: &TestServer,
+    service: &str,
+    cred: Option<(&str, &str)>,
+    scopes: &[&str],
+) -> serde_json::Value {
+    let r = token_request(server, service, cred, scopes).await;
+    let who = cred.map(|c| c.0).unwrap_or("anonymous");
+    let body = expect_status(r, 200).await;
+    serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "token answer for {who} {scopes:?} is not JSON ({e}): {}",
+            String::from_utf8_lossy(&body)
+        )
+    })
+}
+
+/// The access token of a token answer (`token`).
+pub fn token_of(answer: &serde_json::Value) -> String {
+    answer["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("token answer without `token`: {answer}"))
+        .to_owned()
+}
+
+/// An API client that sends `Authorization: Bearer TOKEN` on every request.
+pub fn bearer_api(server: &TestServer, token: &str) -> Api {
+    let mut value =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header value");
+    value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Api::with_client(
+        server,
+        server
+            .client_builder()
+            .default_headers(headers)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// The header and the payload of a compact JWT, decoded (the signature is not checked).
+pub fn jwt_decode(token: &str) -> (serde_json::Value, serde_json::Value) {
+    use base64::Engine as _;
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWT has three parts: {token}");
+    let part = |i: usize| -> serde_json::Value {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[i])
+            .unwrap_or_else(|e| panic!("JWT part {i} is not base64url ({e}): {token}"));
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("JWT part {i} is not JSON ({e}): {token}"))
+    };
+    (part(0), part(1))
+}
+
+/// Parses a `WWW-Authenticate` value with one challenge, `Scheme k="v",k2=v2`, into the
+/// scheme and its parameters (quoted values unescaped; commas inside quotes kept).
+pub fn parse_challenge(value: &str) -> (String, std::collections::BTreeMap<String, String>) {
+    let value = value.trim();
+    let (scheme, mut rest) = value.split_once(' ').unwrap_or((value, ""));
+    let mut params = std::collections::BTreeMap::new();
+    loop {
+        rest = rest.trim_start_matches([' ', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        let Some(eq) = rest.find('=') else {
+            params.insert(rest.trim().to_owned(), String::new());
+            break;
+        };
+        let key = rest[..eq].trim().to_ascii_lowercase();
+        rest = &rest[eq + 1..];
+        let mut val = String::new();
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            val.push(n);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => val.push(c),
+                }
+            }
+            rest = &quoted[end..];
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            val = rest[..end].trim().to_owned();
+            rest = &rest[end..];
+        }
+        params.insert(key, val);
+    }
+    (scheme.to_owned(), params)
+}
