@@ -1161,7 +1161,7 @@ async fn oauth2_password_and_refresh_grants() {
         "removed user's Basic at GET /token"
     );
     let body = expect_status(
-        refresh_with(bob_refresh, "repository:team-a/app:pull").await,
+        refresh_with(bob_refresh.clone(), "repository:team-a/app:pull").await,
         200,
     )
     .await;
@@ -1170,6 +1170,21 @@ async fn oauth2_password_and_refresh_grants() {
         access(&token_of(&v)),
         grants(&[("repository:team-a/app", &["pull"])])
     );
+    // A password change ends the user's refresh tokens too.
+    let out = server.user_cmd(
+        &["passwd", "bob", "--password-stdin"],
+        Some("a-brand-new-password\n"),
+    );
+    assert!(out.status.success(), "user passwd bob: {out:?}");
+    eventually(
+        "bob's refresh token refused after passwd",
+        RELOAD_LIMIT,
+        || {
+            let r = refresh_with(bob_refresh.clone(), "repository:team-a/app:pull");
+            async move { r.await.status().as_u16() == 400 }
+        },
+    )
+    .await;
     assert_no_secrets(&server.log_plain(), &[ALICE, BOB, ("alice", WRONG)]);
     let log = server.log_plain();
     assert!(!log.contains(&refresh), "the log contains a refresh token");

@@ -221,6 +221,15 @@ impl AuthState {
         })
     }
 
+    /// Whether `name` signs in with the same password hash in `other` (false when the user
+    /// is gone there): refresh tokens outlive neither a password change nor a removal.
+    pub fn same_credentials(&self, other: &AuthState, name: &str) -> bool {
+        match (self.user(name), other.user(name)) {
+            (Some(a), Some(b)) => a.hash == b.hash,
+            _ => false,
+        }
+    }
+
     pub fn deletes_allowed(&self) -> bool {
         self.allow_delete
     }

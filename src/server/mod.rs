@@ -134,6 +134,10 @@ fn bind_listeners(config: &Config) -> Result<Vec<std::net::TcpListener>, ServerE
 /// or htpasswd files change or SIGHUP arrives. The returned guard keeps the file watcher.
 type Reloader = Arc<dyn Fn() + Send + Sync>;
 
+/// Called after each successful reload of users and rules, with the old and new state.
+type ReloadHook = Arc<dyn Fn(&AuthState, &AuthState) + Send + Sync>;
+type ReloadHookSlot = Arc<std::sync::OnceLock<ReloadHook>>;
+
 fn prepare_auth(
     config: &Config,
 ) -> Result<(Gate, Option<WatchGuard>, Option<Reloader>), ServerError> {
@@ -150,7 +154,7 @@ fn prepare_auth(
     if config.auth.mode == AuthMode::Token {
         return prepare_token_auth(config);
     }
-    let (auth, guard, reloader) = build_authenticator(config)?;
+    let (auth, guard, reloader, _) = build_authenticator(config)?;
     Ok((Gate::Basic(auth), Some(guard), Some(reloader)))
 }
 
@@ -174,7 +178,7 @@ fn prepare_token_auth(
         format!("{scheme}://{host}/token")
     });
     let (index, guard, reloader) = if config.index.enabled {
-        let (auth, guard, reloader) = build_authenticator(config)?;
+        let (auth, guard, reloader, hook) = build_authenticator(config)?;
         let key = keys::load_or_generate(
             &config.storage.path.join("index"),
             config.index.key_algorithm,
@@ -199,7 +203,22 @@ fn prepare_token_auth(
             own_hosts,
             refresh: RefreshTokens::new(MemoryRefreshStore::new(100_000)),
         };
-        (Some(Arc::new(index)), Some(guard), Some(reloader))
+        let index = Arc::new(index);
+        // A password change or removal ends the user's refresh tokens.
+        let weak = Arc::downgrade(&index);
+        let _ = hook.set(Arc::new(move |before: &AuthState, after: &AuthState| {
+            let Some(index) = weak.upgrade() else { return };
+            for user in before.user_names() {
+                if !before.same_credentials(after, &user) {
+                    if let Ok(n) = index.refresh.revoke_user(&user) {
+                        if n > 0 {
+                            tracing::info!(target: "audit", event = "refresh_tokens_revoked", user = %user, count = n);
+                        }
+                    }
+                }
+            }
+        }));
+        (Some(index), Some(guard), Some(reloader))
     } else {
         (None, None, None)
     };
@@ -222,7 +241,7 @@ fn prepare_token_auth(
 /// whenever the config, users or htpasswd files change.
 fn build_authenticator(
     config: &Config,
-) -> Result<(Arc<Authenticator>, WatchGuard, Reloader), ServerError> {
+) -> Result<(Arc<Authenticator>, WatchGuard, Reloader, ReloadHookSlot), ServerError> {
     let mut state = AuthState::load(&config.auth, &config.access)?;
     if state.user_count() == 0 {
         let users_file = config.auth.users_file_or_default(&config.storage.path);
@@ -257,19 +276,21 @@ fn build_authenticator(
     if let Some(path) = &config.source {
         watched.push(path.clone());
     }
+    let hook: ReloadHookSlot = Arc::new(std::sync::OnceLock::new());
     let reloader = {
         let auth = auth.clone();
         let source = config.source.clone();
-        move || reload_auth(source.as_deref(), &auth)
+        let hook = hook.clone();
+        move || reload_auth(source.as_deref(), &auth, &hook)
     };
     let guard = watch_files(watched, reloader.clone())?;
-    Ok((auth, guard, Arc::new(reloader)))
+    Ok((auth, guard, Arc::new(reloader), hook))
 }
 
 /// Re-reads the config and users files and swaps in the new users and rules. A file that
 /// does not load keeps the last good state serving, and the error (with its line) is
 /// logged.
-fn reload_auth(config_path: Option<&std::path::Path>, auth: &Authenticator) {
+fn reload_auth(config_path: Option<&std::path::Path>, auth: &Authenticator, hook: &ReloadHookSlot) {
     let config = match Config::load_resolved(config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -280,7 +301,11 @@ fn reload_auth(config_path: Option<&std::path::Path>, auth: &Authenticator) {
     match AuthState::load(&config.auth, &config.access) {
         Ok(state) => {
             let users = state.user_count();
+            let before = auth.state();
             auth.reload(state);
+            if let Some(hook) = hook.get() {
+                hook(&before, &auth.state());
+            }
             tracing::info!(
                 users,
                 rules = config.access.len(),
