@@ -215,6 +215,9 @@ pub struct IndexConfig {
     pub enabled: bool,
     /// `ed25519` (default) or `p256`.
     pub key_algorithm: crate::index::keys::KeyAlgorithm,
+    /// More services (registries) this index issues tokens for, besides `[token] service`.
+    /// A custom index (`holdfast index`) lists every registry that trusts it here.
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

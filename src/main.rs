@@ -27,6 +27,12 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run a custom index: the token service alone, trusted by any number of registries
+    /// (`[auth] mode = "token"` with this index's public key in `[token] trusted_keys`).
+    Index {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Validate a config file (and the users files and access rules it names) without serving.
     CheckConfig {
         #[arg(long, short)]
@@ -94,7 +100,8 @@ enum UserAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config } => serve(config, Role::Registry),
+        Command::Index { config } => serve(config, Role::Index),
         Command::CheckConfig { config } => check_config(config),
         Command::User { config, action } => user(config, action),
         Command::Cert { action } => cert(action),
@@ -169,7 +176,12 @@ fn warm_up_tls_rng() {
     });
 }
 
-fn serve(path: Option<PathBuf>) -> ExitCode {
+enum Role {
+    Registry,
+    Index,
+}
+
+fn serve(path: Option<PathBuf>, role: Role) -> ExitCode {
     limit_malloc_arenas();
     warm_up_tls_rng();
     let config = match load(path) {
@@ -187,7 +199,11 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(holdfast::server::run(config)) {
+    let result = match role {
+        Role::Registry => runtime.block_on(holdfast::server::run(config)),
+        Role::Index => runtime.block_on(holdfast::server::run_index(config)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "holdfast stopped");

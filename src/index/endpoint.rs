@@ -33,8 +33,9 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 pub struct EmbeddedIndex {
     pub auth: Arc<Authenticator>,
     pub issuer: TokenIssuer,
-    /// This registry's service name: the only audience tokens are issued for.
-    pub service: String,
+    /// The services (registries) this index issues tokens for; the first is the default
+    /// when a request names none. Each token's audience is the one service it was asked for.
+    pub services: Vec<String>,
     /// `host:port` names clients use for this registry: a scope naming a repository with
     /// one of them as prefix (`localhost:5000/team/app`) means our `team/app`.
     pub own_hosts: Vec<String>,
@@ -85,14 +86,20 @@ impl EmbeddedIndex {
         }
     }
 
-    /// The refusal for a `service` other than ours, if it is one.
-    fn wrong_service(&self, service: Option<&str>) -> Option<Reply> {
-        match service {
-            Some(s) if s != self.service => Some(oauth_error(
+    /// The service a request is for: the one it names (if this index serves it), or the
+    /// default. `Err` is the refusal for a service this index does not serve.
+    fn service_for(&self, asked: Option<&str>) -> Result<String, Box<Reply>> {
+        match asked {
+            Some(s) if self.services.iter().any(|x| x == s) => Ok(s.to_owned()),
+            Some(s) => Err(Box::new(oauth_error(
                 StatusCode::BAD_REQUEST,
                 &OAuthError::invalid_request(format!("unknown service {s:?}")),
-            )),
-            _ => None,
+            ))),
+            None => self
+                .services
+                .first()
+                .cloned()
+                .ok_or_else(|| Box::new(Reply::error(&RegistryError::internal()))),
         }
     }
 
@@ -108,6 +115,7 @@ impl EmbeddedIndex {
     /// for offline access by a signed-in caller).
     fn answer(
         &self,
+        service: &str,
         identity: &Identity,
         scopes: &[Scope],
         offline: bool,
@@ -120,7 +128,7 @@ impl EmbeddedIndex {
         let now = SystemTime::now();
         let token = match self
             .issuer
-            .issue(identity.user.as_deref(), &self.service, &granted, now)
+            .issue(identity.user.as_deref(), service, &granted, now)
         {
             Ok(t) => t,
             Err(e) => {
@@ -130,15 +138,13 @@ impl EmbeddedIndex {
         };
         let refresh = match (keep_refresh, offline, identity.user.as_deref()) {
             (Some(kept), _, _) => Some(kept.to_owned()),
-            (None, true, Some(user)) => {
-                match self.refresh.issue(user, &self.service, client_id, now) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        tracing::error!(error = %e, "making a refresh token failed");
-                        None
-                    }
+            (None, true, Some(user)) => match self.refresh.issue(user, service, client_id, now) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(error = %e, "making a refresh token failed");
+                    None
                 }
-            }
+            },
             _ => None,
         };
         tracing::info!(
@@ -155,9 +161,10 @@ impl EmbeddedIndex {
             Ok(q) => q,
             Err(e) => return oauth_error(StatusCode::BAD_REQUEST, &e),
         };
-        if let Some(r) = self.wrong_service(q.service.as_deref()) {
-            return r;
-        }
+        let service = match self.service_for(q.service.as_deref()) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
         let authorization = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
@@ -166,7 +173,14 @@ impl EmbeddedIndex {
             Err(e) => return auth_error(&self.auth, e),
         };
         let scopes = self.local_scopes(q.scopes);
-        self.answer(&identity, &scopes, q.offline, q.client_id.as_deref(), None)
+        self.answer(
+            &service,
+            &identity,
+            &scopes,
+            q.offline,
+            q.client_id.as_deref(),
+            None,
+        )
     }
 
     async fn post(&self, mut body: BodyStream, peer: Option<IpAddr>) -> Reply {
@@ -192,9 +206,10 @@ impl EmbeddedIndex {
             Ok(f) => f,
             Err(e) => return oauth_error(StatusCode::BAD_REQUEST, &e),
         };
-        if let Some(r) = self.wrong_service(Some(&f.service)) {
-            return r;
-        }
+        let service = match self.service_for(Some(&f.service)) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
         let scopes = self.local_scopes(f.scopes.clone());
         match f.grant_type {
             GrantType::Password => {
@@ -210,9 +225,14 @@ impl EmbeddedIndex {
                     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
                 );
                 match self.auth.authenticate(Some(&basic), peer).await {
-                    Ok(identity) if !identity.is_anonymous() => {
-                        self.answer(&identity, &scopes, f.offline, f.client_id.as_deref(), None)
-                    }
+                    Ok(identity) if !identity.is_anonymous() => self.answer(
+                        &service,
+                        &identity,
+                        &scopes,
+                        f.offline,
+                        f.client_id.as_deref(),
+                        None,
+                    ),
                     Ok(_) => oauth_error(StatusCode::BAD_REQUEST, &OAuthError::invalid_grant()),
                     Err(e) => auth_error(&self.auth, e),
                 }
@@ -224,7 +244,7 @@ impl EmbeddedIndex {
                         &OAuthError::invalid_request("refresh_token is required"),
                     );
                 };
-                let record = match self.refresh.redeem(token, &self.service, SystemTime::now()) {
+                let record = match self.refresh.redeem(token, &service, SystemTime::now()) {
                     Ok(r) => r,
                     Err(_) => {
                         return oauth_error(StatusCode::BAD_REQUEST, &OAuthError::invalid_grant())
@@ -233,6 +253,7 @@ impl EmbeddedIndex {
                 // The user must still exist; their groups and rules are today's.
                 match self.auth.state().identity_of(&record.user) {
                     Some(identity) => self.answer(
+                        &service,
                         &identity,
                         &scopes,
                         false,

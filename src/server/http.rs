@@ -37,6 +37,8 @@ pub struct Context<S: Storage> {
     pub metrics: Arc<Metrics>,
     /// The storage folder, for filesystem-size metrics.
     pub storage_root: std::path::PathBuf,
+    /// `false` in a custom index process (`holdfast index`): no `/v2/` here.
+    pub registry_api: bool,
 }
 
 /// All routes of the server, as one filter that never rejects.
@@ -140,6 +142,12 @@ async fn serve_request<S: Storage>(
                 .handle(method, query, &headers, body, peer.map(|p| p.0.ip()))
                 .await;
         }
+    }
+    if !ctx.registry_api && path.as_str() != METRICS_PATH {
+        return Reply::error(&RegistryError::unsupported(
+            StatusCode::NOT_FOUND,
+            "this is an index: it serves /token; the registry API is on the registries",
+        ));
     }
     let authorization = headers
         .get(http::header::AUTHORIZATION)

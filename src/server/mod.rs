@@ -199,7 +199,9 @@ fn prepare_token_auth(
         let index = EmbeddedIndex {
             auth,
             issuer,
-            service: config.token.service.clone(),
+            services: std::iter::once(config.token.service.clone())
+                .chain(config.index.services.iter().cloned())
+                .collect(),
             own_hosts,
             refresh: RefreshTokens::new(MemoryRefreshStore::new(100_000)),
         };
@@ -318,8 +320,22 @@ fn reload_auth(config_path: Option<&std::path::Path>, auth: &Authenticator, hook
     }
 }
 
-/// Runs the server until SIGTERM or SIGINT.
+/// Runs a custom index (`holdfast index`): the token service alone, for registries that
+/// trust its public key (`<storage.path>/index/token-signing.pub.pem`). Users, rules and
+/// the signing key are this process's; `[token] service` and `[index] services` name the
+/// registries it issues tokens for.
+pub async fn run_index(mut config: Config) -> Result<(), ServerError> {
+    config.auth.mode = AuthMode::Token;
+    config.index.enabled = true;
+    serve(config, false).await
+}
+
+/// Runs the registry (with the embedded index when configured) until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), ServerError> {
+    serve(config, true).await
+}
+
+async fn serve(config: Config, registry_api: bool) -> Result<(), ServerError> {
     let storage = FsStorage::open(&config.storage.path).map_err(|source| ServerError::Storage {
         path: config.storage.path.clone(),
         source,
@@ -337,6 +353,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         gate,
         metrics: Arc::new(metrics::Metrics::new()),
         storage_root: config.storage.path.clone(),
+        registry_api,
     });
     let service = warp::service(http::routes(ctx.clone()));
 
