@@ -8,4 +8,5 @@
 
 pub mod endpoint;
 pub mod keys;
+pub mod store;
 pub mod token;

@@ -1,0 +1,123 @@
+//! The database schema as an ordered list of migrations. `PRAGMA user_version` records how
+//! many have run; opening runs the missing ones, each in its own transaction together with
+//! the version bump, so a crash leaves the database at one version or the next, never in
+//! between. A database from a newer holdfast is refused untouched. To change the schema,
+//! append a script to [`MIGRATIONS`]; never edit one that has shipped.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// Migration `i` (0-based) brings the schema from version `i` to `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[V1];
+
+/// Repositories, what registries reported about their content, who else may use them,
+/// refresh tokens, and which registry events were applied.
+const V1: &str = "
+CREATE TABLE repositories (
+    name        TEXT PRIMARY KEY NOT NULL,
+    namespace   TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    visibility  TEXT NOT NULL CHECK (visibility IN ('private', 'public')),
+    description TEXT NOT NULL DEFAULT '',
+    created_at  INTEGER NOT NULL,
+    pushed_at   INTEGER
+);
+CREATE INDEX repositories_namespace ON repositories (namespace);
+
+-- The checksum of every manifest pushed, whether or not a tag points at it.
+CREATE TABLE manifests (
+    repository TEXT NOT NULL REFERENCES repositories (name) ON DELETE CASCADE,
+    digest     TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size       INTEGER NOT NULL CHECK (size >= 0),
+    pushed_at  INTEGER NOT NULL,
+    pusher     TEXT,
+    PRIMARY KEY (repository, digest)
+);
+
+-- A tag's media type and size come from its manifest, which must exist.
+CREATE TABLE tags (
+    repository TEXT NOT NULL REFERENCES repositories (name) ON DELETE CASCADE,
+    tag        TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    pushed_at  INTEGER NOT NULL,
+    pusher     TEXT,
+    PRIMARY KEY (repository, tag),
+    FOREIGN KEY (repository, digest) REFERENCES manifests (repository, digest) ON DELETE CASCADE
+);
+-- Deleting a manifest looks up the tags pointing at it.
+CREATE INDEX tags_digest ON tags (repository, digest);
+
+CREATE TABLE collaborators (
+    repository TEXT NOT NULL REFERENCES repositories (name) ON DELETE CASCADE,
+    user       TEXT NOT NULL,
+    access     TEXT NOT NULL CHECK (access IN ('pull', 'push')),
+    added_at   INTEGER NOT NULL,
+    PRIMARY KEY (repository, user)
+);
+
+-- Keyed by the SHA-256 of the token: the database never holds a usable token.
+CREATE TABLE refresh_tokens (
+    digest     TEXT PRIMARY KEY NOT NULL,
+    user       TEXT NOT NULL,
+    service    TEXT NOT NULL,
+    client_id  TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX refresh_tokens_user ON refresh_tokens (user);
+CREATE INDEX refresh_tokens_expires ON refresh_tokens (expires_at);
+
+-- Registries retry event delivery; an id found here was applied already.
+CREATE TABLE events_applied (
+    id         TEXT PRIMARY KEY NOT NULL,
+    applied_at INTEGER NOT NULL
+);
+CREATE INDEX events_applied_at ON events_applied (applied_at);
+";
+
+/// The schema version this build writes.
+pub(super) fn known_version() -> i64 {
+    // A handful of migrations; the cast cannot truncate.
+    MIGRATIONS.len() as i64
+}
+
+fn user_version(conn: &Connection) -> Result<i64, StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let known = known_version();
+    if version < 0 {
+        return Err(StoreError::BadVersion(version));
+    }
+    if version > known {
+        return Err(StoreError::TooNew {
+            found: version,
+            known,
+        });
+    }
+    Ok(version)
+}
+
+/// Fails if the database's schema is newer than this build knows.
+pub(super) fn check_version(conn: &Connection) -> Result<(), StoreError> {
+    user_version(conn).map(|_| ())
+}
+
+/// Runs the migrations the database has not had yet.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current = user_version(conn)?;
+    let done = usize::try_from(current).map_err(|_| StoreError::BadVersion(current))?;
+    for (index, script) in MIGRATIONS.iter().enumerate().skip(done) {
+        let target = index as i64 + 1;
+        // IMMEDIATE, and the version read again inside: another process opening the same
+        // file may have run this migration since we looked.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if user_version(&tx)? >= target {
+            continue;
+        }
+        tx.execute_batch(script)?;
+        tx.pragma_update(None, "user_version", target)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
