@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod index;
 pub mod logging;
 pub mod registry;
