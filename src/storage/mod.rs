@@ -203,6 +203,21 @@ pub trait Storage: Send + Sync + 'static {
         subject: &Digest,
     ) -> impl Future<Output = StorageResult<Vec<ReferrerRecord>>> + Send;
 
+    // ---- whole repositories ----
+
+    /// Removes the repository: its tags, manifest links, layer links and referrers (content
+    /// stays in `blobs/` until garbage collection). `Ok(false)` when there was no such repository.
+    /// Another repository nested under the name (`a/b` when deleting `a`) is untouched.
+    /// A name holding only layer links (an unfinished push) counts as a repository here, so
+    /// deleting again finishes a delete that a crash interrupted. Upload sessions bound to the
+    /// repository are cancelled, except one busy with a request at that moment: if that one
+    /// later finishes, its blob link starts a new repository holding just that blob (as a
+    /// push of a layer into a new name would).
+    fn delete_repository(
+        &self,
+        repo: &RepoName,
+    ) -> impl Future<Output = StorageResult<bool>> + Send;
+
     // ---- catalog ----
 
     /// Repository names in lexical order, strictly after `last`, at most `n`. The cost of a

@@ -12,12 +12,15 @@
 //! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>         referrer descriptor JSON
 //! uploads/<id>/{repo,data}                                       upload session
 //! tmp/                                                           temp files of atomic writes
+//! tmp/delete-<hex>/                                              a deleted repository's links
 //! ```
 //!
 //! Name components never start with `_` (grammar), so `_layers` etc. cannot collide with a
-//! nested repository.
+//! nested repository, and a repository's own metadata is exactly its `_`-prefixed entries.
+//! Deleting a repository (`delete.rs`) moves those entries into `tmp/` and removes them there.
 
 mod atomic;
+mod delete;
 mod read;
 mod uploads;
 
@@ -33,7 +36,7 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedRwLockReadGuard, RwLock};
 
 use self::atomic::{
     blocking, ensure_dir, not_found, read_digest_file, remove_durable, write_atomic,
@@ -45,6 +48,11 @@ use crate::registry::names::{Digest, RepoName, Tag};
 
 /// Tags of one repository, tag -> digest; `None` until first needed.
 type TagSlot = Arc<Mutex<Option<BTreeMap<String, Digest>>>>;
+
+/// A shared hold on `Inner::gate`. In an `Arc` so one operation can hand it to each of its
+/// blocking tasks: it is released only when the last of them has finished, even if the
+/// caller went away in between.
+type Gate = Arc<OwnedRwLockReadGuard<()>>;
 
 /// The local-filesystem backend. Cloning is cheap and clones share all state.
 #[derive(Clone)]
@@ -60,6 +68,12 @@ struct Inner {
     catalog: Arc<Mutex<Option<BTreeSet<String>>>>,
     /// Per-repository tag sets, each built on first listing.
     tags: StdMutex<HashMap<String, TagSlot>>,
+    /// Held shared by every change under `repositories/` (from its first look at a directory
+    /// until its file is in place) and exclusively by a repository delete while it moves the
+    /// repository away and updates the indexes. Without it a write racing a delete could
+    /// re-create `_manifests` behind the catalog's back, or a directory the delete is pruning.
+    /// Deletes are rare and short, so writers practically never wait; readers never take it.
+    gate: Arc<RwLock<()>>,
 }
 
 /// Where everything lives under the root.
@@ -156,6 +170,7 @@ impl FsStorage {
                 sessions: StdMutex::new(HashMap::new()),
                 catalog: Arc::new(Mutex::new(None)),
                 tags: StdMutex::new(HashMap::new()),
+                gate: Arc::new(RwLock::new(())),
             }),
         })
     }
@@ -169,17 +184,27 @@ impl FsStorage {
         &self.inner.layout
     }
 
+    /// Takes a shared hold on the repository gate (see `Inner::gate`) for one change.
+    async fn gate(&self) -> Gate {
+        Arc::new(self.inner.gate.clone().read_owned().await)
+    }
+
     /// Writes a small file atomically, off the async threads.
-    async fn put_small(&self, target: PathBuf, data: Vec<u8>) -> StorageResult<()> {
+    async fn put_small(&self, gate: Gate, target: PathBuf, data: Vec<u8>) -> StorageResult<()> {
         let inner = self.inner.clone();
-        blocking(move || Ok(write_atomic(&inner.layout.tmp, &target, &data)?)).await
+        blocking(move || {
+            let _gate = gate;
+            Ok(write_atomic(&inner.layout.tmp, &target, &data)?)
+        })
+        .await
     }
 
     /// Writes a link file unless it is already there (links are immutable: content = name).
-    async fn put_link(&self, target: PathBuf, digest: &Digest) -> StorageResult<()> {
+    async fn put_link(&self, gate: Gate, target: PathBuf, digest: &Digest) -> StorageResult<()> {
         let inner = self.inner.clone();
         let data = digest.to_string();
         blocking(move || {
+            let _gate = gate;
             if target.is_file() {
                 return Ok(());
             }
@@ -188,8 +213,12 @@ impl FsStorage {
         .await
     }
 
-    async fn remove(&self, target: PathBuf) -> StorageResult<()> {
-        blocking(move || remove_durable(&target)).await
+    async fn remove(&self, gate: Gate, target: PathBuf) -> StorageResult<()> {
+        blocking(move || {
+            let _gate = gate;
+            remove_durable(&target)
+        })
+        .await
     }
 
     async fn is_file(&self, target: PathBuf) -> StorageResult<bool> {
@@ -198,8 +227,9 @@ impl FsStorage {
 
     /// Makes sure `repo` has its `_manifests` directory, i.e. exists in the catalog. The
     /// directory is created under the catalog lock so a concurrent first catalog build either
-    /// sees it on disk or gets the name inserted afterwards.
-    async fn ensure_repo(&self, repo: &RepoName) -> StorageResult<()> {
+    /// sees it on disk or gets the name inserted afterwards. The caller's `gate` keeps a
+    /// delete from removing the directory between this check and the caller's write.
+    async fn ensure_repo(&self, gate: &Gate, repo: &RepoName) -> StorageResult<()> {
         let dir = self.layout().manifests(repo);
         let probe = dir.clone();
         if blocking(move || Ok(probe.is_dir())).await? {
@@ -207,8 +237,11 @@ impl FsStorage {
         }
         let mut catalog = self.inner.catalog.clone().lock_owned().await;
         let name = repo.as_str().to_owned();
-        // The guard moves into the task, so a cancelled caller cannot leave disk and index apart.
+        let gate = gate.clone();
+        // The guards move into the task, so a cancelled caller cannot leave disk and index
+        // apart.
         blocking(move || {
+            let _gate = gate;
             ensure_dir(&dir)?;
             if let Some(set) = catalog.as_mut() {
                 set.insert(name);
@@ -225,13 +258,28 @@ impl FsStorage {
             return Ok(slot.clone());
         }
         let manifests = self.layout().manifests(repo);
-        if !blocking(move || Ok(manifests.is_dir())).await? {
+        let probe = manifests.clone();
+        if !blocking(move || Ok(probe.is_dir())).await? {
             return Err(StorageError::NotFound);
         }
-        Ok(lock(&self.inner.tags)
+        let slot = lock(&self.inner.tags)
             .entry(repo.as_str().to_owned())
             .or_default()
-            .clone())
+            .clone();
+        // A delete may have moved the repository away since the check, and dropped the slots
+        // it found before this one was inserted: look again, so no slot outlives its
+        // repository (a stale one would list the old tags of a deleted repository).
+        if !blocking(move || Ok(manifests.is_dir())).await? {
+            let mut map = lock(&self.inner.tags);
+            if map
+                .get(repo.as_str())
+                .is_some_and(|s| Arc::ptr_eq(s, &slot))
+            {
+                map.remove(repo.as_str());
+            }
+            return Err(StorageError::NotFound);
+        }
+        Ok(slot)
     }
 
     /// Locks the repository's tag set, loading it from disk if needed. `NotFound` when the
@@ -398,12 +446,18 @@ impl Storage for FsStorage {
     }
 
     async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
-        self.put_link(self.layout().layer_link(repo.as_str(), digest), digest)
-            .await
+        let gate = self.gate().await;
+        self.put_link(
+            gate,
+            self.layout().layer_link(repo.as_str(), digest),
+            digest,
+        )
+        .await
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
-        self.remove(self.layout().layer_link(repo.as_str(), digest))
+        let gate = self.gate().await;
+        self.remove(gate, self.layout().layer_link(repo.as_str(), digest))
             .await
     }
 
@@ -413,13 +467,16 @@ impl Storage for FsStorage {
     }
 
     async fn link_manifest(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
-        self.ensure_repo(repo).await?;
-        self.put_link(self.layout().manifest_link(repo, digest), digest)
+        let gate = self.gate().await;
+        self.ensure_repo(&gate, repo).await?;
+        self.put_link(gate, self.layout().manifest_link(repo, digest), digest)
             .await
     }
 
     async fn unlink_manifest(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
-        self.remove(self.layout().manifest_link(repo, digest)).await
+        let gate = self.gate().await;
+        self.remove(gate, self.layout().manifest_link(repo, digest))
+            .await
     }
 
     async fn manifest_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
@@ -428,7 +485,8 @@ impl Storage for FsStorage {
     }
 
     async fn tag_put(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
-        self.ensure_repo(repo).await?;
+        let gate = self.gate().await;
+        self.ensure_repo(&gate, repo).await?;
         // Hold the repository's tag lock across the write so the cached set and the disk
         // agree, and concurrent puts of one tag land in a definite order.
         let mut guard = self.tag_slot(repo).await?.lock_owned().await;
@@ -436,6 +494,7 @@ impl Storage for FsStorage {
         let target = self.layout().tags(repo).join(tag.as_str());
         let (tag, digest) = (tag.as_str().to_owned(), digest.clone());
         blocking(move || {
+            let _gate = gate;
             write_atomic(&inner.layout.tmp, &target, digest.to_string().as_bytes())?;
             if let Some(map) = guard.as_mut() {
                 map.insert(tag, digest);
@@ -457,10 +516,13 @@ impl Storage for FsStorage {
     }
 
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StorageResult<()> {
+        // Gated too: it edits the cached tag set, which a delete drops.
+        let gate = self.gate().await;
         let mut guard = self.tag_slot(repo).await?.lock_owned().await;
         let target = self.layout().tags(repo).join(tag.as_str());
         let tag = tag.as_str().to_owned();
         blocking(move || {
+            let _gate = gate;
             remove_durable(&target)?;
             if let Some(map) = guard.as_mut() {
                 map.remove(&tag);
@@ -505,11 +567,12 @@ impl Storage for FsStorage {
         subject: &Digest,
         record: ReferrerRecord,
     ) -> StorageResult<()> {
+        let gate = self.gate().await;
         let target = self
             .layout()
             .referrers(repo, subject)
             .join(referrer_file_name(&record.digest));
-        self.put_small(target, record.descriptor_json.to_vec())
+        self.put_small(gate, target, record.descriptor_json.to_vec())
             .await
     }
 
@@ -519,11 +582,12 @@ impl Storage for FsStorage {
         subject: &Digest,
         referrer: &Digest,
     ) -> StorageResult<()> {
+        let gate = self.gate().await;
         let target = self
             .layout()
             .referrers(repo, subject)
             .join(referrer_file_name(referrer));
-        self.remove(target).await
+        self.remove(gate, target).await
     }
 
     async fn referrers(
@@ -577,6 +641,10 @@ impl Storage for FsStorage {
             Some(set) => page(set.range::<str, _>(after(last)), n),
             None => Vec::new(),
         })
+    }
+
+    async fn delete_repository(&self, repo: &RepoName) -> StorageResult<bool> {
+        self.delete_repo(repo).await
     }
 
     async fn upload_start(&self, repo: &RepoName) -> StorageResult<UploadId> {
@@ -634,8 +702,10 @@ impl Storage for FsStorage {
     }
 }
 
-/// Links a blob into a repository from blocking code (used when an upload commits).
+/// Links a blob into a repository from blocking code (used when an upload commits). Takes
+/// the gate itself, and only for the link: hashing a large upload must not hold up a delete.
 fn link_blob_blocking(inner: &Inner, repo: &str, digest: &Digest) -> io::Result<()> {
+    let _gate = inner.gate.blocking_read();
     let target = inner.layout.layer_link(repo, digest);
     if target.is_file() {
         return Ok(());

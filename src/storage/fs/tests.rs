@@ -736,3 +736,372 @@ async fn read_throughput() {
         );
     }
 }
+
+/// What a push leaves: a layer blob linked, a manifest blob linked and tagged. Returns the
+/// manifest's and the layer's digests.
+async fn push(s: &FsStorage, r: &RepoName, t: &str, content: &str) -> (Digest, Digest) {
+    let layer = format!("layer of {content}").into_bytes();
+    let ld = sha256(&layer);
+    s.blob_put(&ld, Bytes::from(layer)).await.unwrap();
+    s.link_blob(r, &ld).await.unwrap();
+    let manifest = format!(r#"{{"layers":["{ld}"],"c":"{content}"}}"#).into_bytes();
+    let md = sha256(&manifest);
+    s.blob_put(&md, Bytes::from(manifest)).await.unwrap();
+    s.link_manifest(r, &md).await.unwrap();
+    s.tag_put(r, &tag(t), &md).await.unwrap();
+    (md, ld)
+}
+
+fn referrer(d: &Digest) -> ReferrerRecord {
+    ReferrerRecord {
+        digest: d.clone(),
+        descriptor_json: Bytes::from(format!(r#"{{"digest":"{d}"}}"#)),
+    }
+}
+
+/// Sets a file's or directory's modification time into the past.
+fn age(path: &std::path::Path, secs: u64) {
+    std::fs::File::open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(secs))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn delete_repository_removes_links_tags_and_referrers() {
+    let (t, s) = open();
+    let (app, other) = (repo("team/app"), repo("other"));
+    let (md, ld) = push(&s, &app, "v1", "one").await;
+    let (md2, _) = push(&s, &app, "v2", "two").await;
+    s.tag_put(&app, &tag("latest"), &md2).await.unwrap();
+    let sig = sha256(b"signature manifest");
+    s.referrer_add(&app, &md, referrer(&sig)).await.unwrap();
+    let (omd, old) = push(&s, &other, "v1", "one").await;
+    // Fill the indexes first: the delete must correct them, not only the disk.
+    assert_eq!(
+        s.repositories(None, 10).await.unwrap(),
+        ["other", "team/app"]
+    );
+    assert_eq!(
+        s.tags_list(&app, None, 10).await.unwrap(),
+        ["latest", "v1", "v2"]
+    );
+
+    assert!(s.delete_repository(&app).await.unwrap());
+
+    assert_eq!(s.repositories(None, 10).await.unwrap(), ["other"]);
+    assert!(matches!(
+        s.tags_list(&app, None, 10).await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(s.tags_for(&app, &md).await.unwrap().is_empty());
+    assert_eq!(s.tag_get(&app, &tag("v1")).await.unwrap(), None);
+    assert!(!s.manifest_linked(&app, &md).await.unwrap());
+    assert!(!s.manifest_linked(&app, &md2).await.unwrap());
+    assert!(!s.blob_linked(&app, &ld).await.unwrap());
+    assert!(s.referrers(&app, &md).await.unwrap().is_empty());
+    // Content stays for garbage collection; another repository keeps everything.
+    for d in [&md, &md2, &ld] {
+        assert!(s.blob_size(d).await.unwrap().is_some(), "{d}");
+    }
+    assert!(s.manifest_linked(&other, &omd).await.unwrap());
+    assert!(s.blob_linked(&other, &old).await.unwrap());
+    assert_eq!(s.tags_list(&other, None, 10).await.unwrap(), ["v1"]);
+    // Nothing left on disk: no directory of it, the parent `team` pruned, tmp emptied.
+    assert!(!t.path().join("repositories/team").exists());
+    assert!(t.path().join("repositories/other").is_dir());
+    assert_eq!(count_files(&t.path().join("tmp")), 0);
+    // A fresh process (catalog built by scanning) agrees.
+    let s2 = FsStorage::open(t.path()).unwrap();
+    assert_eq!(s2.repositories(None, 10).await.unwrap(), ["other"]);
+    assert!(matches!(
+        s2.tags_list(&app, None, 10).await,
+        Err(StorageError::NotFound)
+    ));
+    // Deleting again finds nothing.
+    assert!(!s.delete_repository(&app).await.unwrap());
+}
+
+#[tokio::test]
+async fn delete_before_the_catalog_is_built() {
+    let (t, s) = open();
+    push(&s, &repo("a"), "v1", "a").await;
+    push(&s, &repo("b"), "v1", "b").await;
+    assert!(s.delete_repository(&repo("a")).await.unwrap());
+    assert_eq!(s.repositories(None, 10).await.unwrap(), ["b"]);
+    assert!(!t.path().join("repositories/a").exists());
+}
+
+#[tokio::test]
+async fn delete_leaves_nested_repositories() {
+    let (t, s) = open();
+    let (a, ab, abc) = (repo("a"), repo("a/b"), repo("a/b/c"));
+    let (amd, ald) = push(&s, &a, "va", "a").await;
+    let (abmd, abld) = push(&s, &ab, "vab", "ab").await;
+    push(&s, &abc, "vabc", "abc").await;
+    assert_eq!(
+        s.repositories(None, 10).await.unwrap(),
+        ["a", "a/b", "a/b/c"]
+    );
+
+    // Deleting `a` leaves `a/b` and `a/b/c`, and the directory holding them.
+    assert!(s.delete_repository(&a).await.unwrap());
+    assert_eq!(s.repositories(None, 10).await.unwrap(), ["a/b", "a/b/c"]);
+    assert!(matches!(
+        s.tags_list(&a, None, 10).await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(!s.manifest_linked(&a, &amd).await.unwrap());
+    assert!(!s.blob_linked(&a, &ald).await.unwrap());
+    assert_eq!(s.tags_list(&ab, None, 10).await.unwrap(), ["vab"]);
+    assert!(s.manifest_linked(&ab, &abmd).await.unwrap());
+    assert!(s.blob_linked(&ab, &abld).await.unwrap());
+    assert_eq!(s.tags_list(&abc, None, 10).await.unwrap(), ["vabc"]);
+    assert!(t.path().join("repositories/a/b/_manifests").is_dir());
+    assert!(!t.path().join("repositories/a/_manifests").exists());
+    // The parent is not a repository, so deleting it finds nothing and touches nothing.
+    assert!(!s.delete_repository(&a).await.unwrap());
+    assert_eq!(s.repositories(None, 10).await.unwrap(), ["a/b", "a/b/c"]);
+
+    // Deleting `a/b` leaves `a` (pushed again) and `a/b/c`.
+    push(&s, &a, "va", "a").await;
+    assert!(s.delete_repository(&ab).await.unwrap());
+    assert_eq!(s.repositories(None, 10).await.unwrap(), ["a", "a/b/c"]);
+    assert_eq!(s.tags_list(&a, None, 10).await.unwrap(), ["va"]);
+    assert_eq!(s.tags_list(&abc, None, 10).await.unwrap(), ["vabc"]);
+    assert!(matches!(
+        s.tags_list(&ab, None, 10).await,
+        Err(StorageError::NotFound)
+    ));
+
+    // Deleting the innermost prunes the directories that held only it, not `a`'s.
+    assert!(s.delete_repository(&abc).await.unwrap());
+    assert!(!t.path().join("repositories/a/b").exists());
+    assert!(t.path().join("repositories/a/_manifests").is_dir());
+    assert_eq!(s.repositories(None, 10).await.unwrap(), ["a"]);
+    assert!(s.delete_repository(&a).await.unwrap());
+    assert_eq!(count_files(&t.path().join("repositories")), 0);
+    assert!(t.path().join("repositories").is_dir());
+    let s2 = FsStorage::open(t.path()).unwrap();
+    assert!(s2.repositories(None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn delete_unknown_repository_is_false() {
+    let (t, s) = open();
+    assert!(!s.delete_repository(&repo("nothing")).await.unwrap());
+    assert!(!s.delete_repository(&repo("no/such/thing")).await.unwrap());
+    assert_eq!(count_files(&t.path().join("tmp")), 0);
+    assert_eq!(count_files(&t.path().join("repositories")), 0);
+}
+
+#[tokio::test]
+async fn push_again_after_delete_starts_from_scratch() {
+    let (_t, s) = open();
+    let r = repo("app");
+    let (md1, ld1) = push(&s, &r, "v1", "one").await;
+    s.tag_put(&r, &tag("latest"), &md1).await.unwrap();
+    s.referrer_add(&r, &md1, referrer(&sha256(b"sig")))
+        .await
+        .unwrap();
+    assert_eq!(s.tags_list(&r, None, 10).await.unwrap(), ["latest", "v1"]);
+    assert_eq!(s.repositories(None, 10).await.unwrap(), ["app"]);
+    assert!(s.delete_repository(&r).await.unwrap());
+
+    let (md2, ld2) = push(&s, &r, "v2", "two").await;
+    assert_eq!(s.repositories(None, 10).await.unwrap(), ["app"]);
+    assert_eq!(s.tags_list(&r, None, 10).await.unwrap(), ["v2"]);
+    assert_eq!(s.tags_for(&r, &md1).await.unwrap(), Vec::<Tag>::new());
+    assert_eq!(s.tags_for(&r, &md2).await.unwrap(), [tag("v2")]);
+    assert_eq!(s.tag_get(&r, &tag("latest")).await.unwrap(), None);
+    assert!(s.manifest_linked(&r, &md2).await.unwrap());
+    assert!(s.blob_linked(&r, &ld2).await.unwrap());
+    assert!(!s.manifest_linked(&r, &md1).await.unwrap());
+    assert!(!s.blob_linked(&r, &ld1).await.unwrap());
+    assert!(s.referrers(&r, &md1).await.unwrap().is_empty());
+    // The old blob can simply be linked again: its content was kept.
+    s.link_blob(&r, &ld1).await.unwrap();
+    assert!(s.blob_linked(&r, &ld1).await.unwrap());
+}
+
+#[tokio::test]
+async fn delete_cancels_idle_upload_sessions() {
+    let (t, s) = open();
+    let (r, nested) = (repo("app"), repo("app/sub"));
+    push(&s, &r, "v1", "one").await;
+    let mine = s.upload_start(&r).await.unwrap();
+    s.upload_append(&r, &mine, None, body(vec![b"abc".to_vec()]), 100)
+        .await
+        .unwrap();
+    let theirs = s.upload_start(&nested).await.unwrap();
+    // One session known only from disk, as after a restart.
+    let s = FsStorage::open(t.path()).unwrap();
+    let fresh = s.upload_start(&r).await.unwrap();
+
+    assert!(s.delete_repository(&r).await.unwrap());
+    for id in [&mine, &fresh] {
+        assert!(matches!(
+            s.upload_size(&r, id).await,
+            Err(StorageError::NotFound)
+        ));
+        assert!(!t.path().join("uploads").join(&id.0).exists());
+    }
+    // A session of the nested repository is not this repository's.
+    assert_eq!(s.upload_size(&nested, &theirs).await.unwrap(), 0);
+    // Sessions alone are no repository.
+    let lone = s.upload_start(&repo("lone")).await.unwrap();
+    assert!(!s.delete_repository(&repo("lone")).await.unwrap());
+    assert!(matches!(
+        s.upload_size(&repo("lone"), &lone).await,
+        Err(StorageError::NotFound)
+    ));
+}
+
+/// A session busy with a request while the repository is deleted survives; finishing it
+/// afterwards starts a new repository holding only that blob link (documented on the trait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_busy_during_delete_relinks_only_its_blob() {
+    let (_t, s) = open();
+    let r = repo("app");
+    let (md, _) = push(&s, &r, "v1", "one").await;
+    let id = s.upload_start(&r).await.unwrap();
+    let head: Vec<std::io::Result<Bytes>> = vec![Ok(Bytes::from_static(b"part"))];
+    let stalled: BodyStream = Box::pin(stream::iter(head).chain(stream::pending()));
+    let task = {
+        let (s, r, id) = (s.clone(), r.clone(), id.clone());
+        tokio::spawn(async move { s.upload_append(&r, &id, None, stalled, u64::MAX).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(s.delete_repository(&r).await.unwrap());
+    task.abort();
+    let _ = task.await;
+
+    let n = s.upload_size(&r, &id).await.unwrap();
+    let d = sha256(&b"part"[..n as usize]);
+    assert_eq!(s.upload_finish(&r, &id, &d).await.unwrap(), n);
+    assert!(s.blob_linked(&r, &d).await.unwrap());
+    assert!(!s.manifest_linked(&r, &md).await.unwrap());
+    assert!(matches!(
+        s.tags_list(&r, None, 10).await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(s.repositories(None, 10).await.unwrap().is_empty());
+}
+
+/// A crash after `_manifests` left: the repository is already invisible, deleting again
+/// removes the rest, and purge removes the tree the crash left in `tmp/`.
+#[tokio::test]
+async fn interrupted_delete_is_finished_and_its_leftovers_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let r = repo("app");
+    let (md, ld) = {
+        let s = FsStorage::open(root).unwrap();
+        let (md, ld) = push(&s, &r, "v1", "one").await;
+        s.referrer_add(&r, &md, referrer(&sha256(b"sig")))
+            .await
+            .unwrap();
+        (md, ld)
+    };
+    let trash = root.join("tmp").join(format!("delete-{}", "0".repeat(32)));
+    std::fs::create_dir(&trash).unwrap();
+    std::fs::rename(
+        root.join("repositories/app/_manifests"),
+        trash.join("_manifests"),
+    )
+    .unwrap();
+    age(&trash, 7200);
+    // A delete still removing its tree right now: young, so purge leaves it.
+    let busy = root.join("tmp").join(format!("delete-{}", "1".repeat(32)));
+    std::fs::create_dir_all(busy.join("_layers")).unwrap();
+
+    let s = FsStorage::open(root).unwrap();
+    assert!(s.repositories(None, 10).await.unwrap().is_empty());
+    assert!(matches!(
+        s.tags_list(&r, None, 10).await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(!s.manifest_linked(&r, &md).await.unwrap());
+    assert!(s.blob_linked(&r, &ld).await.unwrap());
+
+    assert!(s.delete_repository(&r).await.unwrap());
+    assert!(!s.blob_linked(&r, &ld).await.unwrap());
+    assert!(s.referrers(&r, &md).await.unwrap().is_empty());
+    assert!(!root.join("repositories/app").exists());
+
+    assert_eq!(s.uploads_purge(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert!(!trash.exists());
+    assert!(busy.is_dir());
+}
+
+/// Pushes racing deletes: whatever the interleaving, the in-memory catalog and tag set end
+/// up saying what the disk says (checked against a fresh process that reads only the disk).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_racing_pushes_keep_the_indexes_true() {
+    let (t, s) = open();
+    let r = repo("busy");
+    let d = sha256(b"m");
+    s.blob_put(&d, Bytes::from_static(b"m")).await.unwrap();
+    for round in 0..20 {
+        // Build both indexes, so there is something to keep in step.
+        s.repositories(None, 10).await.unwrap();
+        let _ = s.tags_list(&r, None, 10).await;
+        let pusher = {
+            let (s, r, d) = (s.clone(), r.clone(), d.clone());
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    s.link_manifest(&r, &d).await.unwrap();
+                    s.tag_put(&r, &tag(&format!("t{i}")), &d).await.unwrap();
+                    let _ = s.tags_list(&r, None, 100).await;
+                }
+            })
+        };
+        for _ in 0..5 {
+            s.delete_repository(&r).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        pusher.await.unwrap();
+        if round % 2 == 0 {
+            s.delete_repository(&r).await.unwrap();
+        }
+        let disk = FsStorage::open(t.path()).unwrap();
+        assert_eq!(
+            s.repositories(None, 10).await.unwrap(),
+            disk.repositories(None, 10).await.unwrap(),
+            "round {round}"
+        );
+        match (
+            s.tags_list(&r, None, 100).await,
+            disk.tags_list(&r, None, 100).await,
+        ) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "round {round}"),
+            (Err(StorageError::NotFound), Err(StorageError::NotFound)) => {}
+            (a, b) => panic!("round {round}: {a:?} vs {b:?}"),
+        }
+    }
+}
+
+/// The crash-safety order: `_manifests` (tags and revisions, what makes a repository) leaves
+/// first, `_layers` last, and a nested repository is never among what leaves.
+#[test]
+fn delete_moves_manifests_first_and_layers_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("app");
+    for d in ["_layers", "_referrers", "_manifests", "_future", "nested"] {
+        std::fs::create_dir_all(repo_dir.join(d)).unwrap();
+    }
+    let own: Vec<String> = super::delete::own_entries(&repo_dir)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.into_string().unwrap())
+        .collect();
+    assert_eq!(own.len(), 4, "{own:?}");
+    assert_eq!(own[0], "_manifests");
+    assert_eq!(own[3], "_layers");
+    let mut middle = own[1..3].to_vec();
+    middle.sort();
+    assert_eq!(middle, ["_future", "_referrers"]);
+    assert!(super::delete::own_entries(&dir.path().join("missing"))
+        .unwrap()
+        .is_empty());
+}

@@ -170,20 +170,34 @@ fn session_age(dir: &Path, now: SystemTime) -> io::Result<Option<Duration>> {
     Ok(Some(now.duration_since(mtime).unwrap_or(Duration::ZERO)))
 }
 
-/// Removes temp files left by writes a crash interrupted.
+/// Removes what crashes left in `tmp/`: temp files of interrupted atomic writes, and the
+/// `delete-<hex>` trees of repository deletes that did not get to remove them. Only entries
+/// untouched for `min_age`, so work in progress is left alone.
 fn clean_tmp(dir: &Path, now: SystemTime, min_age: Duration) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let old = entry
-            .metadata()?
-            .modified()
-            .map(|m| now.duration_since(m).unwrap_or(Duration::ZERO) > min_age)?;
-        if old {
-            match fs::remove_file(entry.path()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+        // Renamed into place or removed by its writer since the listing: not litter.
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let old = now
+            .duration_since(meta.modified()?)
+            .unwrap_or(Duration::ZERO)
+            > min_age;
+        if !old {
+            continue;
+        }
+        let removed = if meta.is_dir() {
+            fs::remove_dir_all(entry.path())
+        } else {
+            fs::remove_file(entry.path())
+        };
+        match removed {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -424,6 +438,57 @@ impl FsStorage {
             Ok(())
         })
         .await
+    }
+
+    /// Cancels the idle upload sessions bound to exactly `repo` (`a/b`'s are not `a`'s), for
+    /// a repository delete; returns how many. A session busy with a request is left alone,
+    /// as purge does: removing its files under a running append or finish would only turn
+    /// that request into an I/O error.
+    pub(super) async fn cancel_sessions_of(&self, repo: &RepoName) -> StorageResult<usize> {
+        let inner = self.inner.clone();
+        let name = repo.as_str().to_owned();
+        let candidates = blocking(move || {
+            let mut ids = Vec::new();
+            for entry in fs::read_dir(&inner.layout.uploads)? {
+                let entry = entry?;
+                let Some(id) = entry.file_name().to_str().and_then(UploadId::parse) else {
+                    continue;
+                };
+                match fs::read_to_string(entry.path().join("repo")) {
+                    Ok(bound) if bound == name => ids.push(id.0),
+                    Ok(_) => {}
+                    // Finished or cancelled since the listing.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(ids)
+        })
+        .await?;
+
+        let mut cancelled = 0;
+        for id in candidates {
+            let Ok(mut guard) = self.session_slot(&id)?.try_lock_owned() else {
+                continue;
+            };
+            let inner = self.inner.clone();
+            let name = repo.as_str().to_owned();
+            let removed = blocking(move || {
+                // Under the lock the session may turn out finished since the scan.
+                match bind(&inner, &mut guard, &id, &name) {
+                    Ok(_) => {}
+                    Err(StorageError::NotFound) => return Ok(false),
+                    Err(e) => return Err(e),
+                }
+                remove_tree_durable(&inner.layout.upload(&id))?;
+                *guard = None;
+                forget(&inner, &id, OwnedMutexGuard::mutex(&guard));
+                Ok(true)
+            })
+            .await?;
+            cancelled += usize::from(removed);
+        }
+        Ok(cancelled)
     }
 
     pub(super) async fn purge_uploads(&self, max_age: Duration) -> StorageResult<usize> {
