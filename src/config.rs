@@ -46,6 +46,8 @@ pub struct Config {
     pub token: TokenConfig,
     /// `[index]`: the embedded index (token service) in this process.
     pub index: IndexConfig,
+    /// `[events]`: reporting pushes and deletes to a custom index in another process.
+    pub events: crate::events::EventsConfig,
     /// `[auth]`: users, password checking, throttling (see `crate::auth`).
     pub auth: AuthSettings,
     /// `[[access]]`: who may pull, push and delete where (default deny).
@@ -218,6 +220,17 @@ pub struct IndexConfig {
     /// More services (registries) this index issues tokens for, besides `[token] service`.
     /// A custom index (`holdfast index`) lists every registry that trusts it here.
     pub services: Vec<String>,
+    /// Visibility of a repository when it is first pushed: `private` (default: only its
+    /// namespace's owners, collaborators and rules see it) or `public` (anyone may pull).
+    pub default_visibility: crate::index::store::Visibility,
+    /// `[[index.namespaces]]`: organisation namespaces and their members, and per-namespace
+    /// visibility of new repositories. Every user owns the namespace of their own name.
+    pub namespaces: Vec<crate::index::namespaces::NamespaceConfig>,
+    /// A file holding the secret registries present when they report pushes and deletes
+    /// to this index (`POST /api/v1/events`); the same file's content goes into each
+    /// registry's `[events] secret_file`. Unset: no registry may report (an embedded index
+    /// needs none: its registry reports in-process).
+    pub event_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -353,6 +366,17 @@ impl Config {
                 ));
             }
         }
+        self.events.validate().map_err(|m| invalid("events", m))?;
+        if self.events.enabled() && self.index.enabled {
+            return Err(invalid(
+                "events.index_url",
+                "this registry runs the index itself ([index] enabled), which records its \
+                 pushes in-process; [events] is for reporting to a custom index"
+                    .into(),
+            ));
+        }
+        crate::index::namespaces::validate(&self.index.namespaces)
+            .map_err(|m| invalid("index.namespaces", m))?;
         if self.token.lifetime_secs < 60 {
             return Err(invalid("token.lifetime_secs", "must be at least 60".into()));
         }

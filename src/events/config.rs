@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 use super::EVENTS_PATH;
 
+/// Check-in interval when `poll_secs` is not given.
+pub const DEFAULT_POLL_SECS: u64 = 10;
 /// Request timeout when `timeout_secs` is not given.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 /// Longest request timeout accepted: a stuck request holds up every later event.
@@ -34,6 +36,9 @@ pub struct EventsConfig {
     pub proxy: Option<String>,
     /// Seconds one delivery attempt (connect, send, answer) may take; default 30.
     pub timeout_secs: u64,
+    /// Seconds between check-ins while there is nothing to report; the index answers a
+    /// check-in with the repository deletions it asks of this registry. Default 10.
+    pub poll_secs: u64,
 }
 
 // Not derived: the timeout's default is 30 s, not 0.
@@ -45,6 +50,7 @@ impl Default for EventsConfig {
             ca_file: None,
             proxy: None,
             timeout_secs: DEFAULT_TIMEOUT_SECS,
+            poll_secs: DEFAULT_POLL_SECS,
         }
     }
 }
@@ -59,6 +65,9 @@ impl EventsConfig {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(proxy) = &self.proxy {
             parse_proxy(proxy)?;
+        }
+        if self.poll_secs == 0 || self.poll_secs > 3600 {
+            return Err("events.poll_secs: must be between 1 and 3600".into());
         }
         if self.timeout_secs == 0 || self.timeout_secs > MAX_TIMEOUT_SECS {
             return Err(format!(
@@ -97,6 +106,10 @@ impl EventsConfig {
         let base = parse_index_url(base)?;
         let joined = format!("{}{EVENTS_PATH}", base.as_str().trim_end_matches('/'));
         Url::parse(&joined).map_err(|e| format!("events.index_url: {e}"))
+    }
+
+    pub fn poll(&self) -> Duration {
+        Duration::from_secs(self.poll_secs)
     }
 
     pub fn timeout(&self) -> Duration {

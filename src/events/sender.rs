@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::StatusCode;
 use reqwest::Url;
@@ -81,6 +82,30 @@ pub struct EventSender {
     authorization: HeaderValue,
     base_backoff: Duration,
     max_backoff: Duration,
+    /// This registry's service name, sent as `X-Holdfast-Service` so the index knows who
+    /// checks in even with an empty batch.
+    service: Option<HeaderValue>,
+    /// How often to check in with the index while idle (for repository deletions it asks
+    /// of this registry). `None`: only when there are events.
+    poll: Option<Duration>,
+    /// Carries out a repository deletion the index asks for.
+    on_delete: Option<DeletionHandler>,
+}
+
+/// Deletes one repository the index asked this registry to delete (and reports it back
+/// as an event). Called by the sender, one at a time.
+pub type DeletionHandler = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
+
+/// Header naming the registry that reports.
+pub const SERVICE_HEADER: &str = "x-holdfast-service";
+
+/// The index's answer to a batch: deletions waiting for this registry.
+#[derive(serde::Deserialize, Default)]
+struct Acknowledgement {
+    #[serde(default)]
+    delete_repositories: Vec<String>,
 }
 
 impl std::fmt::Debug for EventSender {
@@ -101,6 +126,15 @@ enum Failure {
     Network(String),
     /// The index answered, but not 2xx.
     Status { status: StatusCode, body: String },
+}
+
+impl Failure {
+    fn summary(&self) -> String {
+        match self {
+            Failure::Network(e) => e.clone(),
+            Failure::Status { status, .. } => status.to_string(),
+        }
+    }
 }
 
 impl EventSender {
@@ -161,7 +195,27 @@ impl EventSender {
             authorization,
             base_backoff: BASE_BACKOFF,
             max_backoff: MAX_BACKOFF,
+            service: None,
+            poll: None,
+            on_delete: None,
         })
+    }
+
+    /// Names this registry in every request, checks in every `poll` while idle, and
+    /// passes the repository deletions the index answers with to `on_delete`.
+    pub fn with_check_in(
+        mut self,
+        service: &str,
+        poll: Duration,
+        on_delete: DeletionHandler,
+    ) -> Result<EventSender, EventError> {
+        self.service = Some(
+            HeaderValue::from_str(service)
+                .map_err(|_| EventError::Config(format!("service name {service:?}")))?,
+        );
+        self.poll = Some(poll.max(Duration::from_millis(100)));
+        self.on_delete = Some(on_delete);
+        Ok(self)
     }
 
     /// Sets the first retry delay and its cap (defaults `BASE_BACKOFF`, `MAX_BACKOFF`).
@@ -196,9 +250,23 @@ impl EventSender {
             let batch = match next {
                 Ok(Some(batch)) => batch,
                 Ok(None) => {
-                    tokio::select! {
-                        () = self.outbox.published() => {}
+                    let poll = self.poll.unwrap_or(Duration::MAX);
+                    let check_in = tokio::select! {
+                        () = self.outbox.published() => false,
+                        () = tokio::time::sleep(poll) => true,
                         () = stopped(&mut shutdown) => break,
+                    };
+                    if check_in {
+                        let outcome = tokio::select! {
+                            outcome = self.post(Bytes::from_static(b"{\"events\":[]}")) => outcome,
+                            () = stopped(&mut shutdown) => break,
+                        };
+                        match outcome {
+                            Ok((_, deletions)) => self.carry_out(deletions).await,
+                            Err(failure) => {
+                                tracing::debug!(attempt_failed = %failure.summary(), "event sender: check-in failed");
+                            }
+                        }
                     }
                     continue;
                 }
@@ -224,7 +292,7 @@ impl EventSender {
                 () = stopped(&mut shutdown) => break,
             };
             match outcome {
-                Ok(status) => {
+                Ok((status, deletions)) => {
                     if backoff.failures > 0 {
                         tracing::info!(
                             url = %self.endpoint,
@@ -245,6 +313,7 @@ impl EventSender {
                             "event sender: acknowledged events not fully cleaned up"
                         );
                     }
+                    self.carry_out(deletions).await;
                 }
                 Err(failure) => {
                     let wait = backoff.fail();
@@ -259,19 +328,44 @@ impl EventSender {
     }
 
     /// One attempt: POST the batch; `Ok` only for a 2xx answer.
-    async fn deliver(&self, batch: &Batch) -> Result<StatusCode, Failure> {
-        let response = self
+    async fn deliver(&self, batch: &Batch) -> Result<(StatusCode, Vec<String>), Failure> {
+        self.post(batch.body.clone()).await
+    }
+
+    /// Runs the deletions the index asked for, one at a time (each reports back through
+    /// the outbox, which is how the index learns it was done).
+    async fn carry_out(&self, deletions: Vec<String>) {
+        let Some(handler) = &self.on_delete else {
+            return;
+        };
+        for name in deletions {
+            handler(name).await;
+        }
+    }
+
+    /// POSTs `body`; for a 2xx answer, the status and the deletions the index asks for.
+    async fn post(&self, body: Bytes) -> Result<(StatusCode, Vec<String>), Failure> {
+        let mut request = self
             .client
             .post(self.endpoint.clone())
             .header(CONTENT_TYPE, "application/json")
-            .header(AUTHORIZATION, self.authorization.clone())
-            .body(batch.body.clone())
+            .header(AUTHORIZATION, self.authorization.clone());
+        if let Some(service) = &self.service {
+            request = request.header(SERVICE_HEADER, service.clone());
+        }
+        let response = request
+            .body(body)
             .send()
             .await
             .map_err(|e| Failure::Network(error_chain(&e)))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(status);
+            // An index that asks nothing (or an older one) answers without the list.
+            let ack: Acknowledgement = match response.bytes().await {
+                Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+                Err(_) => Acknowledgement::default(),
+            };
+            return Ok((status, ack.delete_repositories));
         }
         Err(Failure::Status {
             status,

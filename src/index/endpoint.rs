@@ -13,12 +13,18 @@ use base64::Engine as _;
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
+use crate::auth::bearer::TokenVerifier;
 use crate::auth::scope::Scope;
+use crate::auth::Action;
+use crate::auth::AuthState;
 use crate::auth::{AuthError, Authenticator, Identity};
+use crate::index::namespaces::Namespaces;
+use crate::index::policy::Policy;
+use crate::index::store::Store;
 use crate::index::token::{
-    grant, token_response, GrantType, MemoryRefreshStore, OAuthError, RefreshTokens, TokenForm,
-    TokenIssuer, TokenQuery,
+    grant, token_response, GrantType, OAuthError, RefreshTokens, TokenForm, TokenIssuer, TokenQuery,
 };
 use crate::registry::errors::{Code, RegistryError};
 use crate::registry::Reply;
@@ -39,7 +45,61 @@ pub struct EmbeddedIndex {
     /// `host:port` names clients use for this registry: a scope naming a repository with
     /// one of them as prefix (`localhost:5000/team/app`) means our `team/app`.
     pub own_hosts: Vec<String>,
-    pub refresh: RefreshTokens<MemoryRefreshStore>,
+    pub refresh: RefreshTokens<Arc<Store>>,
+    /// Repositories, tags, collaborators, refresh tokens (`<data>/index/index.db`).
+    pub store: Arc<Store>,
+    pub namespaces: Namespaces,
+    /// The registry served by this same process, if any: its catalog is filtered per
+    /// caller, and whole-repository deletes reach its storage directly.
+    pub local_registry: Option<Arc<dyn LocalRegistry>>,
+    /// What registries present to report events (`[index] event_secret_file`).
+    pub event_secret: Option<EventSecret>,
+    /// Checks this index's own tokens presented to the index API.
+    pub api_verifier: TokenVerifier,
+}
+
+/// The registry in the same process, as the index needs it.
+pub trait LocalRegistry: Send + Sync {
+    /// Its service name (`aud` of its tokens).
+    fn service(&self) -> &str;
+    /// Removes a whole repository's tags, manifests and links; `Ok(false)` when it had none.
+    fn delete_repository<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, String>> + Send + 'a>>;
+}
+
+/// The shared secret registries present with their events; compared in constant time and
+/// never printed.
+pub struct EventSecret(String);
+
+impl EventSecret {
+    /// Reads the secret from `path` (trailing whitespace dropped; empty is refused).
+    pub fn load(path: &std::path::Path) -> Result<EventSecret, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let secret = text.trim_end().to_owned();
+        if secret.len() < 16 {
+            return Err(format!(
+                "{}: the event secret must be at least 16 characters",
+                path.display()
+            ));
+        }
+        Ok(EventSecret(secret))
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let a = Sha256::digest(self.0.as_bytes());
+        let b = Sha256::digest(presented.as_bytes());
+        a.ct_eq(&b).into()
+    }
+}
+
+impl std::fmt::Debug for EventSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSecret(<redacted>)")
+    }
 }
 
 fn oauth_error(status: StatusCode, e: &OAuthError) -> Reply {
@@ -68,8 +128,24 @@ fn auth_error(auth: &Authenticator, e: AuthError) -> Reply {
 }
 
 impl EmbeddedIndex {
+    /// The access decision under `rules` (a snapshot of today's users and rules).
+    pub fn policy<'a>(&'a self, rules: &'a AuthState) -> Policy<'a> {
+        Policy {
+            rules,
+            store: &self.store,
+            namespaces: &self.namespaces,
+        }
+    }
+
+    /// Whether `service` is the registry in this process.
+    fn is_local(&self, service: &str) -> bool {
+        self.local_registry
+            .as_ref()
+            .is_some_and(|l| l.service() == service)
+    }
+
     pub async fn handle(
-        &self,
+        self: &Arc<Self>,
         method: &Method,
         query: &str,
         headers: &HeaderMap,
@@ -111,10 +187,60 @@ impl EmbeddedIndex {
         scopes
     }
 
+    /// What `identity` gets of `scopes` for `service`: the intersection of what is asked and
+    /// what the policy allows. A granted push into a repository the index does not know
+    /// yet creates it (owner and visibility from its namespace): the index allocates the
+    /// name when it grants the first push. The catalog is granted for the registry in this
+    /// process (which filters it per caller) and, for other registries, to administrators
+    /// only: those list every repository they hold.
+    fn decide(
+        &self,
+        service: &str,
+        identity: &Identity,
+        scopes: &[Scope],
+    ) -> Vec<crate::auth::scope::GrantedAccess> {
+        let rules = self.auth.state();
+        let policy = self.policy(&rules);
+        let mut granted = grant(scopes, identity, |repo, action| {
+            match policy.may(identity, repo, action) {
+                Ok(allowed) => allowed,
+                Err(e) => {
+                    tracing::error!(error = %e, "index store failed; refusing");
+                    false
+                }
+            }
+        });
+        if !self.is_local(service) && !identity.admin {
+            granted.retain(|g| g.resource_type != crate::auth::scope::REGISTRY);
+        }
+        let now = crate::index::token::unix_seconds(SystemTime::now()) as i64;
+        for g in &granted {
+            if g.resource_type == crate::auth::scope::REPOSITORY
+                && g.actions.iter().any(|a| a == Action::Push.as_str())
+            {
+                let ns = crate::index::store::namespace_of(&g.name);
+                let owner = self.namespaces.owner_for_new(identity, &g.name);
+                match self.store.create_repository(
+                    &g.name,
+                    &owner,
+                    self.namespaces.visibility_for(ns),
+                    now,
+                ) {
+                    Ok((_, true)) => {
+                        tracing::info!(target: "audit", event = "repository_created", repository = %g.name, owner = %owner, user = identity.display_name())
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "recording a new repository failed"),
+                }
+            }
+        }
+        granted
+    }
+
     /// Signs the token for `identity` and answers with it (and a refresh token when asked
     /// for offline access by a signed-in caller).
-    fn answer(
-        &self,
+    async fn answer(
+        self: &Arc<Self>,
         service: &str,
         identity: &Identity,
         scopes: &[Scope],
@@ -122,9 +248,23 @@ impl EmbeddedIndex {
         client_id: Option<&str>,
         keep_refresh: Option<&str>,
     ) -> Reply {
-        let granted = grant(scopes, identity, |repo, action| {
-            self.auth.allowed(identity, repo, action)
-        });
+        let granted = {
+            let (index, service, identity, scopes) = (
+                self.clone(),
+                service.to_owned(),
+                identity.clone(),
+                scopes.to_vec(),
+            );
+            match tokio::task::spawn_blocking(move || index.decide(&service, &identity, &scopes))
+                .await
+            {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::error!(error = %e, "token decision failed");
+                    return Reply::error(&RegistryError::internal());
+                }
+            }
+        };
         let now = SystemTime::now();
         let token = match self
             .issuer
@@ -156,7 +296,12 @@ impl EmbeddedIndex {
         Reply::new(StatusCode::OK).json(&token_response(&token, &granted, refresh.as_deref()))
     }
 
-    async fn get(&self, query: &str, headers: &HeaderMap, peer: Option<IpAddr>) -> Reply {
+    async fn get(
+        self: &Arc<Self>,
+        query: &str,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Reply {
         let q = match TokenQuery::parse(query) {
             Ok(q) => q,
             Err(e) => return oauth_error(StatusCode::BAD_REQUEST, &e),
@@ -181,9 +326,10 @@ impl EmbeddedIndex {
             q.client_id.as_deref(),
             None,
         )
+        .await
     }
 
-    async fn post(&self, mut body: BodyStream, peer: Option<IpAddr>) -> Reply {
+    async fn post(self: &Arc<Self>, mut body: BodyStream, peer: Option<IpAddr>) -> Reply {
         let mut form = Vec::new();
         while let Some(chunk) = body.next().await {
             match chunk {
@@ -225,14 +371,17 @@ impl EmbeddedIndex {
                     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
                 );
                 match self.auth.authenticate(Some(&basic), peer).await {
-                    Ok(identity) if !identity.is_anonymous() => self.answer(
-                        &service,
-                        &identity,
-                        &scopes,
-                        f.offline,
-                        f.client_id.as_deref(),
-                        None,
-                    ),
+                    Ok(identity) if !identity.is_anonymous() => {
+                        self.answer(
+                            &service,
+                            &identity,
+                            &scopes,
+                            f.offline,
+                            f.client_id.as_deref(),
+                            None,
+                        )
+                        .await
+                    }
                     Ok(_) => oauth_error(StatusCode::BAD_REQUEST, &OAuthError::invalid_grant()),
                     Err(e) => auth_error(&self.auth, e),
                 }
@@ -252,14 +401,17 @@ impl EmbeddedIndex {
                 };
                 // The user must still exist; their groups and rules are today's.
                 match self.auth.state().identity_of(&record.user) {
-                    Some(identity) => self.answer(
-                        &service,
-                        &identity,
-                        &scopes,
-                        false,
-                        f.client_id.as_deref(),
-                        Some(token),
-                    ),
+                    Some(identity) => {
+                        self.answer(
+                            &service,
+                            &identity,
+                            &scopes,
+                            false,
+                            f.client_id.as_deref(),
+                            Some(token),
+                        )
+                        .await
+                    }
                     None => {
                         let _ = self.refresh.revoke_user(&record.user);
                         oauth_error(StatusCode::BAD_REQUEST, &OAuthError::invalid_grant())

@@ -1,12 +1,17 @@
 //! The index role (see ARCHITECTURE.md, "Three roles"): accounts, who may do what, and
 //! the token service that turns that into short-lived signed tokens. Registries never call
-//! the index; they verify its tokens offline with its public key (`auth::bearer`). So far
-//! this holds the token service's core: `keys` makes, stores and loads the signing key and
-//! the public keys registries trust, and `token` parses token requests, computes grants,
-//! signs access tokens and keeps refresh tokens. The HTTP endpoint (`/token`) is wired by
-//! the server.
+//! the index for decisions; they verify its tokens offline with its public key
+//! (`auth::bearer`) and report committed pushes and deletes to it as events. `keys` holds
+//! the signing key, `token` the token service's core and `endpoint` its HTTP side; `store`
+//! is the metadata database (repositories, tags and checksums, collaborators, refresh
+//! tokens); `namespaces` and `policy` decide who may do what; `ingest` applies registry
+//! events; `api` is the JSON API under `/api/v1/` and `/v1/search`.
 
+pub mod api;
 pub mod endpoint;
+pub mod ingest;
 pub mod keys;
+pub mod namespaces;
+pub mod policy;
 pub mod store;
 pub mod token;

@@ -8,6 +8,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LOCATION};
 use http::{Method, StatusCode};
 use serde_json::json;
 
+use crate::events::EventKind;
 use crate::registry::errors::{Code, RegistryError};
 use crate::registry::manifest_format::{parse_pushed, parse_stored, ManifestInfo};
 use crate::registry::names::{Algorithm, Digest, Reference, RepoName};
@@ -177,10 +178,29 @@ pub async fn put<S: Storage>(
         reply = reply.header(header::OCI_SUBJECT, subject.to_string());
     }
     tracing::info!(target: "audit", event = "push", repository = %repo, reference = %reference, digest = %digest, media_type = %info.media_type, size);
+    reg.publish(
+        req.user.as_deref(),
+        EventKind::ManifestPushed {
+            repository: repo.to_string(),
+            tag: match &reference {
+                Reference::Tag(t) => Some(t.to_string()),
+                Reference::Digest(_) => None,
+            },
+            digest: digest.to_string(),
+            media_type: info.media_type.to_string(),
+            size,
+        },
+    )
+    .await;
     Ok(reply)
 }
 
-pub async fn delete<S: Storage>(reg: &Registry<S>, name: &str, reference: &str) -> HandlerResult {
+pub async fn delete<S: Storage>(
+    reg: &Registry<S>,
+    name: &str,
+    reference: &str,
+    actor: Option<&str>,
+) -> HandlerResult {
     let repo = RepoName::parse(name)?;
     let reference = parse_reference(reference)?;
     match &reference {
@@ -216,5 +236,16 @@ pub async fn delete<S: Storage>(reg: &Registry<S>, name: &str, reference: &str) 
         }
     }
     tracing::info!(target: "audit", event = "delete", repository = %repo, reference = %reference);
+    let kind = match &reference {
+        Reference::Tag(tag) => EventKind::TagDeleted {
+            repository: repo.to_string(),
+            tag: tag.to_string(),
+        },
+        Reference::Digest(digest) => EventKind::ManifestDeleted {
+            repository: repo.to_string(),
+            digest: digest.to_string(),
+        },
+    };
+    reg.publish(actor, kind).await;
     Ok(Reply::new(StatusCode::ACCEPTED).header(CONTENT_LENGTH, "0"))
 }

@@ -24,6 +24,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 pub use crate::auth::Action;
 use crate::config::LimitsConfig;
+use crate::events::{Event, EventKind, EventSink};
 use crate::storage::{BodyStream, ByteStream, Storage};
 use errors::RegistryError;
 use routes::Route;
@@ -78,6 +79,8 @@ impl AccessPolicy for OpenAccess {
 pub struct Request {
     /// What the caller may do.
     pub access: Arc<dyn AccessPolicy>,
+    /// The signed-in user, for audit and events (`None`: anonymous or auth off).
+    pub user: Option<String>,
     pub method: Method,
     /// Percent-decoded path.
     pub path: String,
@@ -210,6 +213,10 @@ pub struct Registry<S: Storage> {
     pub read_only: bool,
     /// Uploads are refused while the storage has less free space than this.
     pub min_free_bytes: u64,
+    /// Where committed pushes and deletes are reported (the index), if anywhere.
+    pub events: Option<Arc<dyn EventSink>>,
+    /// This registry's service name, the sender of its events.
+    pub service: String,
 }
 
 /// Header names the spec defines beyond the standard ones.
@@ -230,6 +237,22 @@ impl<S: Storage> Registry<S> {
             limits,
             read_only: false,
             min_free_bytes: 0,
+            events: None,
+            service: String::new(),
+        }
+    }
+
+    /// Reports a committed change to the index. The change is already stored, so a report
+    /// that fails is logged, not turned into an error for the client.
+    pub async fn publish(&self, actor: Option<&str>, kind: EventKind) {
+        let Some(sink) = &self.events else { return };
+        match Event::new(&self.service, actor, kind) {
+            Ok(event) => {
+                if let Err(e) = sink.publish(event).await {
+                    tracing::error!(error = %e, "reporting a change to the index failed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "making an event failed"),
         }
     }
 
@@ -364,7 +387,9 @@ impl<S: Storage> Registry<S> {
             Route::Manifest { name, reference } => match m {
                 Method::GET | Method::HEAD => manifests::get(self, name, reference, &req).await,
                 Method::PUT => manifests::put(self, name, reference, req).await,
-                Method::DELETE => manifests::delete(self, name, reference).await,
+                Method::DELETE => {
+                    manifests::delete(self, name, reference, req.user.as_deref()).await
+                }
                 _ => not_allowed(),
             },
             Route::Blob { name, digest } => match m {

@@ -88,9 +88,16 @@ impl AccessPolicy for TokenAccess {
                     },
                     None => Identity::anonymous(),
                 };
-                state.allowed(&identity, repository, Action::Pull)
+                // Private repositories stay invisible to those who cannot pull them.
+                index
+                    .policy(&state)
+                    .may(&identity, repository, Action::Pull)
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "index store failed; hiding the repository");
+                        false
+                    })
             }
-            // A remote index granted the catalog: list everything, as distribution does.
+            // A remote index grants the catalog to administrators only: list everything.
             None => true,
         }
     }

@@ -143,10 +143,32 @@ async fn serve_request<S: Storage>(
                 .await;
         }
     }
+    if crate::index::api::is_api_path(path.as_str()) {
+        if let Some(index) = ctx.gate.index() {
+            let decoded = match percent_encoding::percent_decode_str(path.as_str()).decode_utf8() {
+                Ok(p) => p.into_owned(),
+                Err(_) => {
+                    return Reply::error(&RegistryError::from(
+                        crate::registry::names::NameError::Name,
+                    ))
+                }
+            };
+            return crate::index::api::handle(
+                index,
+                method,
+                &decoded,
+                query,
+                &headers,
+                body,
+                peer.map(|p| p.0.ip()),
+            )
+            .await;
+        }
+    }
     if !ctx.registry_api && path.as_str() != METRICS_PATH {
         return Reply::error(&RegistryError::unsupported(
             StatusCode::NOT_FOUND,
-            "this is an index: it serves /token; the registry API is on the registries",
+            "this is an index: it serves /token and /api/v1/; the registry API is on the registries",
         ));
     }
     let authorization = headers
@@ -197,6 +219,7 @@ async fn serve_request<S: Storage>(
     .then(|| ctx.metrics.upload_started());
     let req = Request {
         access,
+        user: user.filter(|u| u != "anonymous"),
         method: method.clone(),
         path,
         query,

@@ -48,11 +48,75 @@ pub enum ServerError {
     Watch(#[from] notify::Error),
     #[error("sockets passed by systemd: {0}")]
     Inherited(std::io::Error),
+    #[error("index: {0}")]
+    Index(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// The index's database, under `<storage.path>/index/`.
+pub const INDEX_DATABASE: &str = "index.db";
+
+/// The registry in this process as the embedded index sees it: whole-repository deletes
+/// go straight to its storage.
+struct LocalRegistryStorage {
+    storage: FsStorage,
+    service: String,
+}
+
+impl crate::index::endpoint::LocalRegistry for LocalRegistryStorage {
+    fn service(&self) -> &str {
+        &self.service
+    }
+    fn delete_repository<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, String>> + Send + 'a>>
+    {
+        Box::pin(delete_local_repository(&self.storage, name))
+    }
+}
+
+/// Removes a repository's tags, manifests and links from `storage`.
+async fn delete_local_repository(storage: &FsStorage, name: &str) -> Result<bool, String> {
+    let repo = crate::registry::names::RepoName::parse(name).map_err(|e| e.to_string())?;
+    let deleted = storage
+        .delete_repository(&repo)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(target: "audit", event = "repository_content_deleted", repository = %name, existed = deleted);
+    Ok(deleted)
+}
+
+/// What a registry reporting to a custom index does when the index asks it to delete a
+/// repository: remove the content, then report that it did (which ends the request).
+fn deletion_handler(
+    storage: FsStorage,
+    outbox: Arc<crate::events::Outbox>,
+    service: String,
+) -> crate::events::sender::DeletionHandler {
+    use crate::events::{Event, EventKind, EventSink};
+    Arc::new(move |name: String| {
+        let (storage, outbox, service) = (storage.clone(), outbox.clone(), service.clone());
+        Box::pin(async move {
+            if let Err(e) = delete_local_repository(&storage, &name).await {
+                tracing::error!(repository = %name, error = %e, "deleting a repository the index asked for failed");
+                return;
+            }
+            let kind = EventKind::RepositoryDeleted { repository: name };
+            match Event::new(&service, None, kind) {
+                Ok(event) => {
+                    if let Err(e) = outbox.publish(event).await {
+                        tracing::error!(error = %e, "reporting a repository deletion failed");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "making an event failed"),
+            }
+        })
+    })
 }
 
 /// Loads the configured certificate, or the generated one (making it on first run).
@@ -140,6 +204,7 @@ type ReloadHookSlot = Arc<std::sync::OnceLock<ReloadHook>>;
 
 fn prepare_auth(
     config: &Config,
+    local_storage: Option<FsStorage>,
 ) -> Result<(Gate, Option<WatchGuard>, Option<Reloader>), ServerError> {
     if config.auth.mode == AuthMode::None {
         tracing::warn!("authentication is off ([auth] mode = \"none\"): anyone who can connect may pull, push and delete");
@@ -152,7 +217,7 @@ fn prepare_auth(
         ));
     }
     if config.auth.mode == AuthMode::Token {
-        return prepare_token_auth(config);
+        return prepare_token_auth(config, local_storage);
     }
     let (auth, guard, reloader, _) = build_authenticator(config)?;
     Ok((Gate::Basic(auth), Some(guard), Some(reloader)))
@@ -162,10 +227,11 @@ fn prepare_auth(
 /// the embedded token service (its signing key made on first run) and its users.
 fn prepare_token_auth(
     config: &Config,
+    local_storage: Option<FsStorage>,
 ) -> Result<(Gate, Option<WatchGuard>, Option<Reloader>), ServerError> {
     use crate::index::endpoint::EmbeddedIndex;
     use crate::index::keys;
-    use crate::index::token::{MemoryRefreshStore, RefreshTokens, TokenIssuer};
+    use crate::index::token::{RefreshTokens, TokenIssuer};
 
     let mut trusted = keys::load_public_keys(&config.token.trusted_keys)?;
     let listen = config.listen_addrs();
@@ -185,6 +251,7 @@ fn prepare_token_auth(
         )?;
         tracing::info!(kid = key.kid(), "token signing key loaded");
         trusted.push(key.public_key().clone());
+        let own_public_key = key.public_key().clone();
         let issuer = TokenIssuer::new(key, config.token.issuer.clone())
             .with_lifetime(Duration::from_secs(config.token.lifetime_secs));
         // The names clients may prefix repositories with in scopes.
@@ -196,6 +263,28 @@ fn prepare_token_auth(
                 own_hosts.push(format!("{name}:{}", addr.port()));
             }
         }
+        let db = config.storage.path.join("index").join(INDEX_DATABASE);
+        let store = Arc::new(
+            crate::index::store::Store::open(&db)
+                .map_err(|e| ServerError::Index(format!("{}: {e}", db.display())))?,
+        );
+        let event_secret = match &config.index.event_secret_file {
+            Some(path) => {
+                Some(crate::index::endpoint::EventSecret::load(path).map_err(ServerError::Index)?)
+            }
+            None => None,
+        };
+        let local_registry = local_storage.map(|storage| {
+            Arc::new(LocalRegistryStorage {
+                storage,
+                service: config.token.service.clone(),
+            }) as Arc<dyn crate::index::endpoint::LocalRegistry>
+        });
+        let api_verifier = crate::auth::bearer::TokenVerifier::new(
+            config.token.issuer.clone(),
+            config.token.service.clone(),
+            [own_public_key],
+        );
         let index = EmbeddedIndex {
             auth,
             issuer,
@@ -203,7 +292,15 @@ fn prepare_token_auth(
                 .chain(config.index.services.iter().cloned())
                 .collect(),
             own_hosts,
-            refresh: RefreshTokens::new(MemoryRefreshStore::new(100_000)),
+            refresh: RefreshTokens::new(store.clone()),
+            store,
+            namespaces: crate::index::namespaces::Namespaces::new(
+                config.index.default_visibility,
+                &config.index.namespaces,
+            ),
+            local_registry,
+            event_secret,
+            api_verifier,
         };
         let index = Arc::new(index);
         // A password change or removal ends the user's refresh tokens.
@@ -341,10 +438,40 @@ async fn serve(config: Config, registry_api: bool) -> Result<(), ServerError> {
         source,
     })?;
     let tls = prepare_tls(&config)?;
-    let (gate, auth_watch, reload_auth) = prepare_auth(&config)?;
+    let (gate, auth_watch, reload_auth) =
+        prepare_auth(&config, registry_api.then(|| storage.clone()))?;
     let mut registry = Registry::new(storage.clone(), config.limits.clone());
     registry.read_only = config.storage.read_only;
     registry.min_free_bytes = config.storage.min_free_bytes;
+    registry.service = config.token.service.clone();
+    let mut outbox_sender = None;
+    if let Some(index) = gate.index() {
+        // The embedded index records this registry's pushes and deletes in-process.
+        registry.events = Some(Arc::new(crate::index::ingest::LocalSink {
+            index: index.clone(),
+        }));
+    } else if config.events.enabled() && registry_api {
+        let outbox = Arc::new(
+            crate::events::Outbox::open(config.storage.path.join("outbox"))
+                .map_err(|e| ServerError::Index(format!("event outbox: {e}")))?,
+        );
+        let sender = crate::events::EventSender::new(outbox.clone(), &config.events)
+            .and_then(|s| {
+                s.with_check_in(
+                    &config.token.service,
+                    config.events.poll(),
+                    deletion_handler(
+                        storage.clone(),
+                        outbox.clone(),
+                        config.token.service.clone(),
+                    ),
+                )
+            })
+            .map_err(|e| ServerError::Index(format!("event sender: {e}")))?;
+        tracing::info!(index = ?config.events.index_url, "reporting pushes and deletes to the index");
+        outbox_sender = Some(sender);
+        registry.events = Some(outbox);
+    }
     if registry.read_only {
         tracing::warn!("read-only maintenance mode: pushes and deletes are refused");
     }
@@ -372,6 +499,15 @@ async fn serve(config: Config, registry_api: bool) -> Result<(), ServerError> {
     ));
     let graceful = Arc::new(GracefulShutdown::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let event_task = match outbox_sender {
+        Some(sender) => Some(
+            sender
+                .spawn(shutdown_rx.clone())
+                .map_err(|e| ServerError::Index(format!("event sender: {e}")))?,
+        ),
+        None => None,
+    };
 
     let acceptor = tls.map(|(acceptor, _)| acceptor);
     let mut accept_tasks = Vec::new();
@@ -439,6 +575,9 @@ async fn serve(config: Config, registry_api: bool) -> Result<(), ServerError> {
         let _ = t.await;
     }
     purge.abort();
+    if let Some(task) = event_task {
+        let _ = task.await;
+    }
     drop(watches);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());

@@ -10,6 +10,7 @@
 //! (WAL, busy timeout) covers other processes opening the same file.
 
 mod collaborators;
+mod deletions;
 mod refresh;
 mod repositories;
 mod schema;

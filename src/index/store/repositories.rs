@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use super::{Store, StoreError};
 
 /// Who may pull a repository besides its owner and collaborators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
-    /// Only the owner, collaborators and administrators.
+    /// Only the owner, collaborators and administrators (the default).
+    #[default]
     Private,
     /// Everyone, including anonymous callers.
     Public,

@@ -9,7 +9,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StoreError;
 
 /// Migration `i` (0-based) brings the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Repositories, what registries reported about their content, who else may use them,
 /// refresh tokens, and which registry events were applied.
@@ -121,3 +121,15 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// Whole-repository deletions the index asked of registries in other processes, kept until
+/// each registry confirms it (by reporting the repository deleted).
+const V2: &str = "
+CREATE TABLE pending_deletions (
+    repository   TEXT NOT NULL,
+    service      TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    PRIMARY KEY (repository, service)
+);
+CREATE INDEX pending_deletions_service ON pending_deletions (service);
+";

@@ -1,0 +1,721 @@
+//! The index API, JSON under `/api/v1/`, and the search endpoint `docker search` and
+//! `podman search` read (`/v1/search`). Callers authenticate like at the registry: Basic
+//! credentials of the users file, or a Bearer token from this index; without either they
+//! are anonymous and see public repositories only. Everything answered goes through the
+//! index policy: a repository the caller may not pull does not exist for them (404, never
+//! 403), so private names never leak.
+//!
+//! Routes (repository names contain `/`, so sub-resources follow a `/-/` separator, which
+//! no repository name can contain):
+//! - `GET /api/v1/repositories?q=&page=&per_page=` — list or search what the caller can pull
+//! - `GET|PATCH|DELETE /api/v1/repositories/<name>` — details (tags with digests, sizes,
+//!   times); set `visibility`/`description`; delete the repository everywhere
+//! - `GET /api/v1/repositories/<name>/-/collaborators`,
+//!   `PUT|DELETE /api/v1/repositories/<name>/-/collaborators/<user>` (`{"access":"pull"|"push"}`)
+//! - `POST /api/v1/events` — registries report pushes and deletes (shared secret)
+//! - `GET /v1/search?q=&n=&page=` — Docker's search format
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use http::{HeaderMap, Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{AuthError, Identity};
+use crate::events::EventBatch;
+use crate::index::endpoint::EmbeddedIndex;
+use crate::index::store::{CollaboratorAccess, Repository, StoreError, Visibility};
+use crate::index::token::rfc3339;
+use crate::registry::errors::{Code, RegistryError};
+use crate::registry::Reply;
+use crate::storage::BodyStream;
+
+pub const API_PREFIX: &str = "/api/v1/";
+pub const SEARCH_PATH: &str = "/v1/search";
+const EVENTS_PATH: &str = "/api/v1/events";
+const REPOSITORIES: &str = "/api/v1/repositories";
+const SUB: &str = "/-/";
+
+/// Largest JSON body accepted by the API (an event batch is the largest).
+const MAX_BODY: usize = 1024 * 1024;
+/// Longest description kept.
+pub const MAX_DESCRIPTION: usize = 4096;
+const DEFAULT_PER_PAGE: usize = 25;
+const MAX_PER_PAGE: usize = 100;
+
+/// Whether `path` belongs to the index API or search.
+pub fn is_api_path(path: &str) -> bool {
+    path.starts_with(API_PREFIX) || path == SEARCH_PATH
+}
+
+type ApiResult = Result<Reply, RegistryError>;
+
+fn not_found() -> RegistryError {
+    RegistryError::new(
+        StatusCode::NOT_FOUND,
+        Code::NameUnknown,
+        "repository not known to the index",
+    )
+}
+
+fn bad_request(message: impl Into<String>) -> RegistryError {
+    RegistryError::new(StatusCode::BAD_REQUEST, Code::Unsupported, message)
+}
+
+fn store_failed(e: StoreError) -> RegistryError {
+    tracing::error!(error = %e, "index store failed");
+    RegistryError::internal()
+}
+
+fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, RegistryError> {
+    r.map_err(|e| {
+        tracing::error!(error = %e, "index task failed");
+        RegistryError::internal()
+    })
+}
+
+/// One API request.
+pub async fn handle(
+    index: &Arc<EmbeddedIndex>,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: BodyStream,
+    peer: Option<IpAddr>,
+) -> Reply {
+    let result = route(index, method, path, query, headers, body, peer).await;
+    result.unwrap_or_else(|e| Reply::error(&e))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn route(
+    index: &Arc<EmbeddedIndex>,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: BodyStream,
+    peer: Option<IpAddr>,
+) -> ApiResult {
+    if path == EVENTS_PATH {
+        if method != Method::POST {
+            return Err(method_not_allowed("POST"));
+        }
+        return receive_events(index, headers, body).await;
+    }
+    let who = caller(index, headers, peer).await?;
+    let query = parse_query(query)?;
+    if path == SEARCH_PATH {
+        if method != Method::GET && method != Method::HEAD {
+            return Err(method_not_allowed("GET"));
+        }
+        return docker_search(index, who, &query).await;
+    }
+    if path == REPOSITORIES || path == "/api/v1/repositories/" {
+        if method != Method::GET && method != Method::HEAD {
+            return Err(method_not_allowed("GET"));
+        }
+        return list(index, who, &query).await;
+    }
+    let Some(rest) = path.strip_prefix("/api/v1/repositories/") else {
+        return Err(RegistryError::unsupported(
+            StatusCode::NOT_FOUND,
+            "no such API endpoint",
+        ));
+    };
+    let (name, sub) = match rest.split_once(SUB) {
+        Some((name, sub)) => (name, Some(sub)),
+        None => (rest, None),
+    };
+    let name = crate::registry::names::RepoName::parse(name)
+        .map_err(RegistryError::from)?
+        .to_string();
+    match (sub, method) {
+        (None, &Method::GET) | (None, &Method::HEAD) => details(index, who, name).await,
+        (None, &Method::PATCH) => update(index, who, name, body).await,
+        (None, &Method::DELETE) => delete_repository(index, who, name).await,
+        (None, _) => Err(method_not_allowed("GET, PATCH, DELETE")),
+        (Some("collaborators"), &Method::GET) => collaborators(index, who, name).await,
+        (Some("collaborators"), _) => Err(method_not_allowed("GET")),
+        (Some(sub), m) => match sub.strip_prefix("collaborators/") {
+            Some(user) if !user.is_empty() && !user.contains('/') => {
+                let user = user.to_owned();
+                match *m {
+                    Method::PUT => set_collaborator(index, who, name, user, body).await,
+                    Method::DELETE => remove_collaborator(index, who, name, user).await,
+                    _ => Err(method_not_allowed("PUT, DELETE")),
+                }
+            }
+            _ => Err(RegistryError::unsupported(
+                StatusCode::NOT_FOUND,
+                "no such API endpoint",
+            )),
+        },
+    }
+}
+
+fn method_not_allowed(allowed: &str) -> RegistryError {
+    RegistryError::unsupported(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("this endpoint answers {allowed}"),
+    )
+    .with_header(http::header::ALLOW, allowed.to_owned())
+}
+
+/// Who is calling: Basic credentials (checked, throttled and cached like at the registry),
+/// a Bearer token from this index, or nobody (anonymous).
+async fn caller(
+    index: &EmbeddedIndex,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<Identity, RegistryError> {
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Some(raw) = authorization.and_then(crate::auth::bearer::parse_bearer) {
+        let token = index
+            .api_verifier
+            .verify(raw, std::time::SystemTime::now())
+            .map_err(|_| unauthorized(index, "invalid or expired token"))?;
+        return Ok(match token.subject.as_deref().filter(|s| !s.is_empty()) {
+            Some(user) => index
+                .auth
+                .state()
+                .identity_of(user)
+                .ok_or_else(|| unauthorized(index, "the token's user no longer exists"))?,
+            None => Identity::anonymous(),
+        });
+    }
+    match index.auth.authenticate(authorization, peer).await {
+        Ok(identity) => Ok(identity),
+        Err(AuthError::Throttled { retry_after_secs }) => Err(RegistryError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::TooManyRequests,
+            "too many failed logins; try again later",
+        )
+        .with_header(http::header::RETRY_AFTER, retry_after_secs.to_string())),
+        Err(e) => Err(unauthorized(index, &e.to_string())),
+    }
+}
+
+fn unauthorized(index: &EmbeddedIndex, message: &str) -> RegistryError {
+    RegistryError::new(StatusCode::UNAUTHORIZED, Code::Unauthorized, message)
+        .with_header(http::header::WWW_AUTHENTICATE, index.auth.challenge())
+}
+
+/// For an action that needs a signed-in caller: 401 with a challenge for anonymous ones.
+fn require_user(index: &EmbeddedIndex, who: &Identity) -> Result<(), RegistryError> {
+    if who.is_anonymous() {
+        Err(unauthorized(index, "sign in first"))
+    } else {
+        Ok(())
+    }
+}
+
+fn parse_query(query: &str) -> Result<Vec<(String, String)>, RegistryError> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .map_err(|_| bad_request("malformed query string"))
+}
+
+fn query_value<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn number(query: &[(String, String)], key: &str, default: usize) -> Result<usize, RegistryError> {
+    match query_value(query, key) {
+        None | Some("") => Ok(default),
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            RegistryError::new(
+                StatusCode::BAD_REQUEST,
+                Code::PaginationNumberInvalid,
+                format!("`{key}` must be a non-negative number"),
+            )
+        }),
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    mut body: BodyStream,
+) -> Result<T, RegistryError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| bad_request("request body ended before it was complete"))?;
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(RegistryError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::SizeInvalid,
+                format!("body exceeds the limit of {MAX_BODY} bytes"),
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&buf).map_err(|e| bad_request(format!("invalid JSON: {e}")))
+}
+
+fn time(t: i64) -> Value {
+    json!(rfc3339(u64::try_from(t).unwrap_or(0)))
+}
+
+fn repository_json(r: &Repository) -> Value {
+    json!({
+        "name": r.name,
+        "namespace": r.namespace,
+        "owner": r.owner,
+        "visibility": r.visibility.as_str(),
+        "description": r.description,
+        "created_at": time(r.created_at),
+        "pushed_at": r.pushed_at.map(time),
+    })
+}
+
+/// The repositories `who` may pull that match `q` (name or description), by name.
+fn visible(
+    index: &EmbeddedIndex,
+    who: &Identity,
+    q: Option<&str>,
+) -> Result<Vec<Repository>, StoreError> {
+    let rules = index.auth.state();
+    let policy = index.policy(&rules);
+    let mut out = Vec::new();
+    for repo in index.store.repositories(q.filter(|q| !q.is_empty()))? {
+        if policy.may_pull_existing(who, &repo)? {
+            out.push(repo);
+        }
+    }
+    Ok(out)
+}
+
+/// Pages `items` (1-based `page`); the page and the number of pages.
+fn page<T: Clone>(items: &[T], page: usize, per_page: usize) -> (Vec<T>, usize) {
+    let pages = items.len().div_ceil(per_page).max(1);
+    let start = page.saturating_sub(1).saturating_mul(per_page);
+    let slice = items.iter().skip(start).take(per_page).cloned().collect();
+    (slice, pages)
+}
+
+async fn list(index: &Arc<EmbeddedIndex>, who: Identity, query: &[(String, String)]) -> ApiResult {
+    let q = query_value(query, "q").map(str::to_owned);
+    let page_no = number(query, "page", 1)?.max(1);
+    let per_page = number(query, "per_page", DEFAULT_PER_PAGE)?.clamp(1, MAX_PER_PAGE);
+    let index = index.clone();
+    let repos =
+        joined(tokio::task::spawn_blocking(move || visible(&index, &who, q.as_deref())).await)?
+            .map_err(store_failed)?;
+    let (items, pages) = page(&repos, page_no, per_page);
+    Ok(Reply::new(StatusCode::OK).json(&json!({
+        "repositories": items.iter().map(repository_json).collect::<Vec<_>>(),
+        "page": page_no,
+        "per_page": per_page,
+        "pages": pages,
+        "total": repos.len(),
+    })))
+}
+
+async fn docker_search(
+    index: &Arc<EmbeddedIndex>,
+    who: Identity,
+    query: &[(String, String)],
+) -> ApiResult {
+    let q = query_value(query, "q").unwrap_or("").to_owned();
+    let per_page = number(query, "n", DEFAULT_PER_PAGE)?.clamp(1, MAX_PER_PAGE);
+    let page_no = number(query, "page", 1)?.max(1);
+    let index = index.clone();
+    let needle = q.clone();
+    let repos = joined(
+        tokio::task::spawn_blocking(move || visible(&index, &who, Some(needle.as_str()))).await,
+    )?
+    .map_err(store_failed)?;
+    let (items, pages) = page(&repos, page_no, per_page);
+    let results: Vec<Value> = items
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "description": r.description,
+                "star_count": 0,
+                "is_official": false,
+                "is_automated": false,
+            })
+        })
+        .collect();
+    Ok(Reply::new(StatusCode::OK).json(&json!({
+        "query": q,
+        "num_results": repos.len(),
+        "num_pages": pages,
+        "page": page_no,
+        "page_size": per_page,
+        "results": results,
+    })))
+}
+
+/// Loads `name` if `who` may pull it; else `None` (the caller answers 404).
+fn load_visible(
+    index: &EmbeddedIndex,
+    who: &Identity,
+    name: &str,
+) -> Result<Option<Repository>, StoreError> {
+    let Some(repo) = index.store.repository(name)? else {
+        return Ok(None);
+    };
+    let rules = index.auth.state();
+    Ok(index
+        .policy(&rules)
+        .may_pull_existing(who, &repo)?
+        .then_some(repo))
+}
+
+async fn details(index: &Arc<EmbeddedIndex>, who: Identity, name: String) -> ApiResult {
+    let index = index.clone();
+    joined(
+        tokio::task::spawn_blocking(move || -> ApiResult {
+            let repo = load_visible(&index, &who, &name)
+                .map_err(store_failed)?
+                .ok_or_else(not_found)?;
+            let rules = index.auth.state();
+            let policy = index.policy(&rules);
+            let manage = policy.may_manage(&who, &name);
+            let push = policy
+                .may(&who, &name, crate::auth::Action::Push)
+                .map_err(store_failed)?;
+            let tags = index.store.tags(&name).map_err(store_failed)?;
+            let manifests = index.store.manifests(&name).map_err(store_failed)?;
+            let mut doc = repository_json(&repo);
+            doc["tags"] = json!(tags
+                .iter()
+                .map(|t| json!({
+                    "tag": t.tag,
+                    "digest": t.digest,
+                    "media_type": t.media_type,
+                    "size": t.size,
+                    "pushed_at": time(t.pushed_at),
+                    "pusher": t.pusher,
+                }))
+                .collect::<Vec<_>>());
+            doc["manifests"] = json!(manifests
+                .iter()
+                .map(|m| json!({
+                    "digest": m.digest,
+                    "media_type": m.media_type,
+                    "size": m.size,
+                    "pushed_at": time(m.pushed_at),
+                    "pusher": m.pusher,
+                    "tags": m.tags,
+                }))
+                .collect::<Vec<_>>());
+            doc["permissions"] = json!({ "pull": true, "push": push, "manage": manage });
+            if manage {
+                let collaborators = index.store.collaborators(&name).map_err(store_failed)?;
+                doc["collaborators"] = collaborators_json(&collaborators);
+            }
+            Ok(Reply::new(StatusCode::OK).json(&doc))
+        })
+        .await,
+    )?
+}
+
+fn collaborators_json(list: &[crate::index::store::Collaborator]) -> Value {
+    json!(list
+        .iter()
+        .map(
+            |c| json!({ "user": c.user, "access": c.access.as_str(), "added_at": time(c.added_at) })
+        )
+        .collect::<Vec<_>>())
+}
+
+/// Loads `name` for a management action by `who`: 404 when they may not even see it, 403
+/// when they see it but do not own it.
+fn load_managed(
+    index: &EmbeddedIndex,
+    who: &Identity,
+    name: &str,
+) -> Result<Repository, RegistryError> {
+    let repo = load_visible(index, who, name)
+        .map_err(store_failed)?
+        .ok_or_else(not_found)?;
+    let rules = index.auth.state();
+    if !index.policy(&rules).may_manage(who, name) {
+        return Err(RegistryError::new(
+            StatusCode::FORBIDDEN,
+            Code::Denied,
+            "only the namespace's owners and administrators manage this repository",
+        ));
+    }
+    Ok(repo)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Update {
+    visibility: Option<Visibility>,
+    description: Option<String>,
+}
+
+async fn update(
+    index: &Arc<EmbeddedIndex>,
+    who: Identity,
+    name: String,
+    body: BodyStream,
+) -> ApiResult {
+    require_user(index, &who)?;
+    let change: Update = read_json(body).await?;
+    if let Some(d) = &change.description {
+        if d.chars().count() > MAX_DESCRIPTION {
+            return Err(bad_request(format!(
+                "description longer than {MAX_DESCRIPTION} characters"
+            )));
+        }
+        if d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(bad_request("description contains control characters"));
+        }
+    }
+    let index = index.clone();
+    joined(
+        tokio::task::spawn_blocking(move || -> ApiResult {
+            load_managed(&index, &who, &name)?;
+            if let Some(v) = change.visibility {
+                index.store.set_visibility(&name, v).map_err(store_failed)?;
+                tracing::info!(target: "audit", event = "visibility_set", repository = %name, visibility = v.as_str(), user = who.display_name());
+            }
+            if let Some(d) = &change.description {
+                index.store.set_description(&name, d).map_err(store_failed)?;
+            }
+            let repo = index
+                .store
+                .repository(&name)
+                .map_err(store_failed)?
+                .ok_or_else(not_found)?;
+            Ok(Reply::new(StatusCode::OK).json(&repository_json(&repo)))
+        })
+        .await,
+    )?
+}
+
+async fn collaborators(index: &Arc<EmbeddedIndex>, who: Identity, name: String) -> ApiResult {
+    require_user(index, &who)?;
+    let index = index.clone();
+    joined(
+        tokio::task::spawn_blocking(move || -> ApiResult {
+            load_managed(&index, &who, &name)?;
+            let list = index.store.collaborators(&name).map_err(store_failed)?;
+            Ok(Reply::new(StatusCode::OK)
+                .json(&json!({ "collaborators": collaborators_json(&list) })))
+        })
+        .await,
+    )?
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Collaboration {
+    access: CollaboratorAccess,
+}
+
+async fn set_collaborator(
+    index: &Arc<EmbeddedIndex>,
+    who: Identity,
+    name: String,
+    user: String,
+    body: BodyStream,
+) -> ApiResult {
+    require_user(index, &who)?;
+    let Collaboration { access } = read_json(body).await?;
+    let index = index.clone();
+    joined(
+        tokio::task::spawn_blocking(move || -> ApiResult {
+            load_managed(&index, &who, &name)?;
+            if index.auth.state().identity_of(&user).is_none() {
+                return Err(bad_request(format!("no user named {user:?}")));
+            }
+            let now = now();
+            index
+                .store
+                .set_collaborator(&name, &user, access, now)
+                .map_err(store_failed)?;
+            tracing::info!(target: "audit", event = "collaborator_set", repository = %name, collaborator = %user, access = access.as_str(), user = who.display_name());
+            Ok(Reply::new(StatusCode::OK).json(&json!({ "user": user, "access": access.as_str() })))
+        })
+        .await,
+    )?
+}
+
+async fn remove_collaborator(
+    index: &Arc<EmbeddedIndex>,
+    who: Identity,
+    name: String,
+    user: String,
+) -> ApiResult {
+    require_user(index, &who)?;
+    let index = index.clone();
+    joined(
+        tokio::task::spawn_blocking(move || -> ApiResult {
+            load_managed(&index, &who, &name)?;
+            if !index
+                .store
+                .remove_collaborator(&name, &user)
+                .map_err(store_failed)?
+            {
+                return Err(RegistryError::new(
+                    StatusCode::NOT_FOUND,
+                    Code::Unknown,
+                    format!("{user:?} is not a collaborator"),
+                ));
+            }
+            tracing::info!(target: "audit", event = "collaborator_removed", repository = %name, collaborator = %user, user = who.display_name());
+            Ok(Reply::new(StatusCode::NO_CONTENT))
+        })
+        .await,
+    )?
+}
+
+/// Deletes the repository: its content on the registry in this process (tags, manifests,
+/// links; blobs go with garbage collection), every record of it here, and, for the other
+/// registries this index serves, a deletion they carry out when they next report in.
+async fn delete_repository(index: &Arc<EmbeddedIndex>, who: Identity, name: String) -> ApiResult {
+    require_user(index, &who)?;
+    {
+        let index = index.clone();
+        let (who, name) = (who.clone(), name.clone());
+        joined(
+            tokio::task::spawn_blocking(move || load_managed(&index, &who, &name).map(|_| ()))
+                .await,
+        )??;
+    }
+    if !index.auth.state().deletes_allowed() {
+        return Err(RegistryError::unsupported(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "deletes are disabled on this registry ([auth] allow_delete = false)",
+        ));
+    }
+    // Content first: should it fail, the records stay and the delete can be retried.
+    if let Some(local) = &index.local_registry {
+        local.delete_repository(&name).await.map_err(|e| {
+            tracing::error!(repository = %name, error = %e, "deleting the repository's content failed");
+            RegistryError::internal()
+        })?;
+    }
+    let remote: Vec<String> = index
+        .services
+        .iter()
+        .filter(|s| {
+            index
+                .local_registry
+                .as_ref()
+                .is_none_or(|l| l.service() != s.as_str())
+        })
+        .cloned()
+        .collect();
+    let store_index = index.clone();
+    let (n, r) = (name.clone(), remote.clone());
+    joined(
+        tokio::task::spawn_blocking(move || {
+            store_index.store.delete_repository(&n)?;
+            store_index.store.queue_deletion(&n, &r, now())
+        })
+        .await,
+    )?
+    .map_err(store_failed)?;
+    tracing::info!(target: "audit", event = "repository_deleted", repository = %name, user = who.display_name());
+    Ok(Reply::new(StatusCode::ACCEPTED).json(&json!({
+        "deleted": name,
+        "pending_registries": remote,
+    })))
+}
+
+/// `POST /api/v1/events` from a registry: applies each event once, then answers with the
+/// repository deletions waiting for that registry.
+async fn receive_events(
+    index: &Arc<EmbeddedIndex>,
+    headers: &HeaderMap,
+    body: BodyStream,
+) -> ApiResult {
+    let Some(secret) = &index.event_secret else {
+        return Err(RegistryError::unsupported(
+            StatusCode::NOT_FOUND,
+            "this index takes no events ([index] event_secret_file is not set)",
+        ));
+    };
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::bearer::parse_bearer);
+    if !presented.is_some_and(|p| secret.matches(p)) {
+        tracing::warn!(target: "audit", event = "events_rejected", reason = "bad secret");
+        return Err(RegistryError::new(
+            StatusCode::UNAUTHORIZED,
+            Code::Unauthorized,
+            "events need the shared secret",
+        ));
+    }
+    let batch: EventBatch = read_json(body).await?;
+    let service = headers
+        .get(crate::events::sender::SERVICE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    for e in &batch.events {
+        if !index.services.iter().any(|s| s == &e.service) {
+            return Err(bad_request(format!(
+                "event {} is from service {:?}, which this index does not serve",
+                e.id, e.service
+            )));
+        }
+    }
+    let index = index.clone();
+    joined(
+        tokio::task::spawn_blocking(move || -> ApiResult {
+            let mut applied = 0usize;
+            for e in &batch.events {
+                if crate::index::ingest::apply(&index, e).map_err(store_failed)? {
+                    applied += 1;
+                }
+            }
+            let reporting = service.or_else(|| batch.events.first().map(|e| e.service.clone()));
+            let pending = match reporting {
+                Some(s) if index.services.contains(&s) => {
+                    index.store.pending_deletions(&s).map_err(store_failed)?
+                }
+                _ => Vec::new(),
+            };
+            Ok(Reply::new(StatusCode::OK).json(&json!({
+                "applied": applied,
+                "received": batch.events.len(),
+                "delete_repositories": pending,
+            })))
+        })
+        .await,
+    )?
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages() {
+        let items: Vec<u32> = (0..55).collect();
+        assert_eq!(page(&items, 1, 25), ((0..25).collect(), 3));
+        assert_eq!(page(&items, 3, 25), ((50..55).collect(), 3));
+        assert_eq!(page(&items, 4, 25).0, Vec::<u32>::new());
+        assert_eq!(page(&Vec::<u32>::new(), 1, 25), (vec![], 1));
+    }
+
+    #[test]
+    fn api_paths() {
+        assert!(is_api_path("/api/v1/repositories"));
+        assert!(is_api_path("/v1/search"));
+        assert!(!is_api_path("/v2/"));
+        assert!(!is_api_path("/v1/searchx"));
+    }
+}
