@@ -231,6 +231,9 @@ pub struct IndexConfig {
     /// registry's `[events] secret_file`. Unset: no registry may report (an embedded index
     /// needs none: its registry reports in-process).
     pub event_secret_file: Option<PathBuf>,
+    /// The `host[:port]` clients use for the registry, shown in `docker pull` lines and sent
+    /// in webhooks. Default: the host of `[token] realm`, else the first listen address.
+    pub public_host: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -156,10 +156,7 @@ async fn namespaces_decide_who_pushes_and_new_repositories_are_private() {
         ["delete", "pull", "push"]
     );
     // alice's grant just created team/web, public as its namespace says: bob may pull.
-    assert_eq!(
-        granted(&server, Some(BOB), "team/web").await,
-        ["pull"]
-    );
+    assert_eq!(granted(&server, Some(BOB), "team/web").await, ["pull"]);
     // No namespace: only the rules (here: the admin).
     assert_eq!(
         granted(&server, Some(ALICE), "toplevel").await,

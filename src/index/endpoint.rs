@@ -56,6 +56,8 @@ pub struct EmbeddedIndex {
     pub event_secret: Option<EventSecret>,
     /// Checks this index's own tokens presented to the index API.
     pub api_verifier: TokenVerifier,
+    /// The `host[:port]` clients use for the registry (`docker pull HOST/NAME:TAG`).
+    pub public_host: String,
 }
 
 /// The registry in the same process, as the index needs it.

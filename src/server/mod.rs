@@ -285,6 +285,20 @@ fn prepare_token_auth(
             config.token.service.clone(),
             [own_public_key],
         );
+        let public_host = config.index.public_host.clone().unwrap_or_else(|| {
+            // The realm's authority (clients reach the registry there too when embedded).
+            realm
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split('/').next())
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .unwrap_or_else(|| {
+                    listen
+                        .first()
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_owned())
+                })
+        });
         let index = EmbeddedIndex {
             auth,
             issuer,
@@ -301,6 +315,7 @@ fn prepare_token_auth(
             local_registry,
             event_secret,
             api_verifier,
+            public_host,
         };
         let index = Arc::new(index);
         // A password change or removal ends the user's refresh tokens.
