@@ -223,3 +223,187 @@ async fn one_index_two_registries() {
     let r = client.get(format!("{index_url}/v2/")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// Polls `check` every 200 ms until it holds; panics after 30 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn manifest_status(client: &reqwest::Client, base: &str, repo: &str, token: &str) -> u16 {
+    client
+        .get(format!("{base}/v2/{repo}/manifests/v1"))
+        .bearer_auth(token)
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Registries report pushes to the custom index over HTTPS with the shared secret (the
+/// index then holds every image's digest), and a repository deleted through the index API
+/// disappears from every registry when they next check in.
+#[tokio::test(flavor = "multi_thread")]
+async fn registries_report_to_the_custom_index_and_carry_out_its_deletes() {
+    let index_dir = tempfile::tempdir().unwrap();
+    let secret = index_dir.path().join("event-secret");
+    std::fs::write(&secret, "a-shared-secret-of-32-characters\n").unwrap();
+    let index_port = free_port();
+    let index_extra = format!(
+        "[token]\nservice = \"reg-a\"\n[index]\nservices = [\"reg-b\"]\nevent_secret_file = \"{}\"\n",
+        secret.display()
+    );
+    std::fs::write(
+        index_dir.path().join("holdfast.toml"),
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{index_port}\"]\n[storage]\npath = \"{}\"\n{index_extra}",
+            index_dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    add_user(index_dir.path(), ALICE);
+    let _index = start("index", index_dir.path(), index_port, &index_extra);
+    let public_key = index_dir.path().join("data/index/token-signing.pub.pem");
+    wait_for("the index's public key", || public_key.exists());
+    let index_ca = index_dir.path().join("data/tls/ca.crt");
+    let index_url = format!("https://127.0.0.1:{index_port}");
+
+    let mut registries = Vec::new();
+    for service in ["reg-a", "reg-b"] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let extra = format!(
+            "[auth]\nmode = \"token\"\n[token]\nrealm = \"{index_url}/token\"\nservice = \"{service}\"\n\
+             trusted_keys = [\"{}\"]\n[events]\nindex_url = \"{index_url}\"\nsecret_file = \"{}\"\n\
+             ca_file = \"{}\"\npoll_secs = 1\n",
+            public_key.display(),
+            secret.display(),
+            index_ca.display()
+        );
+        let proc = start("serve", dir.path(), port, &extra);
+        registries.push((dir, proc, format!("https://127.0.0.1:{port}")));
+    }
+    let cas: Vec<PathBuf> = std::iter::once(index_dir.path())
+        .chain(registries.iter().map(|(d, _, _)| d.path()))
+        .map(|d| d.join("data/tls/ca.crt"))
+        .collect();
+    let client = client(&cas);
+    let (a, b) = (registries[0].2.clone(), registries[1].2.clone());
+
+    // alice owns alice/**: she pushes to both registries.
+    let scope = "repository:alice/app:pull,push";
+    let mut tokens = Vec::new();
+    for service in ["reg-a", "reg-b"] {
+        let v: Value = token(&client, &index_url, service, scope)
+            .await
+            .json()
+            .await
+            .unwrap();
+        tokens.push(v["token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(push(&client, &a, "alice/app", &tokens[0]).await, (201, 201));
+    assert_eq!(push(&client, &b, "alice/app", &tokens[1]).await, (201, 201));
+
+    // The index learns the tag and its digest from the registries' events.
+    let details = format!("{index_url}/api/v1/repositories/alice/app");
+    eventually("the index knows alice/app:v1", || {
+        let (client, details) = (client.clone(), details.clone());
+        async move {
+            let r = client
+                .get(&details)
+                .basic_auth(ALICE.0, Some(ALICE.1))
+                .send()
+                .await
+                .unwrap();
+            if r.status() != 200 {
+                return false;
+            }
+            let v: Value = r.json().await.unwrap();
+            v["tags"][0]["tag"] == "v1"
+                && v["tags"][0]["digest"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("sha256:")
+                && v["tags"][0]["pusher"] == "alice"
+        }
+    })
+    .await;
+
+    // Events need the secret.
+    let r = client
+        .post(format!("{index_url}/api/v1/events"))
+        .bearer_auth("not-the-secret-at-all")
+        .json(&serde_json::json!({"events": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // A registry of a custom index lists its catalog for administrators only: the index
+    // cannot filter it there, so alice gets no catalog grant.
+    let v: Value = token(&client, &index_url, "reg-a", "registry:catalog:*")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let catalog_token = v["token"].as_str().unwrap().to_owned();
+    let r = client
+        .get(format!("{a}/v2/_catalog"))
+        .bearer_auth(&catalog_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Deleting the repository at the index: both registries remove it when they check in.
+    let r = client
+        .delete(&details)
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["pending_registries"],
+        serde_json::json!(["reg-a", "reg-b"])
+    );
+    for (base, token) in [(&a, &tokens[0]), (&b, &tokens[1])] {
+        eventually(&format!("{base} deleted alice/app"), || {
+            let (client, base, token) = (client.clone(), base.clone(), token.clone());
+            async move { manifest_status(&client, &base, "alice/app", &token).await == 404 }
+        })
+        .await;
+    }
+    // The registries confirmed it: a new push stays (it is not deleted again at the next
+    // check-in), and the index records it afresh.
+    assert_eq!(push(&client, &a, "alice/app", &tokens[0]).await, (201, 201));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        manifest_status(&client, &a, "alice/app", &tokens[0]).await,
+        200
+    );
+    eventually("the index knows alice/app again", || {
+        let (client, details) = (client.clone(), details.clone());
+        async move {
+            client
+                .get(&details)
+                .basic_auth(ALICE.0, Some(ALICE.1))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 200
+        }
+    })
+    .await;
+}
