@@ -82,3 +82,117 @@ impl Policy<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{AccessRule, AuthSettings};
+    use crate::index::namespaces::NamespaceConfig;
+
+    fn who(name: &str, admin: bool) -> Identity {
+        Identity {
+            user: Some(name.to_owned()),
+            groups: Vec::new(),
+            admin,
+        }
+    }
+
+    fn rules(allow_delete: bool) -> AuthState {
+        let mut rule = AccessRule::new("shared/**");
+        rule.users.insert("bob".into(), vec![Action::Pull]);
+        let settings = AuthSettings {
+            allow_delete,
+            ..AuthSettings::default()
+        };
+        AuthState::load(&settings, &[rule]).unwrap()
+    }
+
+    #[test]
+    fn rules_ownership_visibility_and_collaborators_add_up() {
+        let store = Store::open_in_memory().unwrap();
+        let namespaces = Namespaces::new(
+            Visibility::Private,
+            &[NamespaceConfig {
+                name: "team".into(),
+                members: vec!["carol".into()],
+                groups: vec![],
+                visibility: None,
+            }],
+        );
+        let state = rules(true);
+        let policy = Policy {
+            rules: &state,
+            store: &store,
+            namespaces: &namespaces,
+        };
+        let (alice, bob, carol, dave) = (
+            who("alice", false),
+            who("bob", false),
+            who("carol", false),
+            who("dave", false),
+        );
+        let anon = Identity::anonymous();
+        let may = |w: &Identity, r: &str, a: Action| policy.may(w, r, a).unwrap();
+
+        // Owners: everything in their namespace, also before it exists.
+        for a in Action::ALL {
+            assert!(may(&alice, "alice/app", a));
+            assert!(may(&carol, "team/x", a));
+            assert!(!may(&bob, "alice/app", a));
+            assert!(!may(&anon, "alice/app", a));
+        }
+        assert!(policy.may_manage(&alice, "alice/app"));
+        assert!(!policy.may_manage(&bob, "alice/app"));
+        assert!(policy.may_manage(&who("root", true), "alice/app"));
+        assert!(!policy.may_manage(&anon, "anything/x"));
+
+        // Rules still grant what they grant.
+        assert!(may(&bob, "shared/thing", Action::Pull));
+        assert!(!may(&bob, "shared/thing", Action::Push));
+
+        // A private repository: collaborators only.
+        store
+            .create_repository("alice/app", "alice", Visibility::Private, 1)
+            .unwrap();
+        let repo = store.repository("alice/app").unwrap().unwrap();
+        assert!(!policy.may_pull_existing(&bob, &repo).unwrap());
+        store
+            .set_collaborator("alice/app", "bob", CollaboratorAccess::Pull, 2)
+            .unwrap();
+        assert!(may(&bob, "alice/app", Action::Pull));
+        assert!(!may(&bob, "alice/app", Action::Push));
+        assert!(!may(&bob, "alice/app", Action::Delete));
+        assert!(policy.may_pull_existing(&bob, &repo).unwrap());
+        store
+            .set_collaborator("alice/app", "bob", CollaboratorAccess::Push, 3)
+            .unwrap();
+        assert!(may(&bob, "alice/app", Action::Push));
+        assert!(!may(&bob, "alice/app", Action::Delete));
+        assert!(!policy.may_manage(&bob, "alice/app"));
+        assert!(!may(&dave, "alice/app", Action::Pull));
+
+        // Public: anyone pulls, nobody else pushes.
+        store
+            .set_visibility("alice/app", Visibility::Public)
+            .unwrap();
+        assert!(may(&anon, "alice/app", Action::Pull));
+        assert!(may(&dave, "alice/app", Action::Pull));
+        assert!(!may(&dave, "alice/app", Action::Push));
+        assert!(!may(&anon, "alice/app", Action::Push));
+    }
+
+    #[test]
+    fn deletes_follow_allow_delete() {
+        let store = Store::open_in_memory().unwrap();
+        let namespaces = Namespaces::default();
+        let state = rules(false);
+        let policy = Policy {
+            rules: &state,
+            store: &store,
+            namespaces: &namespaces,
+        };
+        let alice = who("alice", false);
+        assert!(policy.may(&alice, "alice/app", Action::Push).unwrap());
+        assert!(!policy.may(&alice, "alice/app", Action::Delete).unwrap());
+    }
+}

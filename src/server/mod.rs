@@ -567,10 +567,14 @@ async fn serve(config: Config, registry_api: bool) -> Result<(), ServerError> {
 
     let purge_age = Duration::from_secs(config.storage.upload_max_age_hours.saturating_mul(3600));
     let purge_storage = storage.clone();
+    let purge_index = ctx.gate.index().cloned();
     let purge = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;
+            if let Some(index) = &purge_index {
+                purge_index_records(index.clone()).await;
+            }
             match purge_storage.uploads_purge(purge_age).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "purged expired upload sessions"),
@@ -604,6 +608,36 @@ async fn serve(config: Config, registry_api: bool) -> Result<(), ServerError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long the index remembers applied event ids: registries retry for far less.
+const APPLIED_EVENTS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Drops expired refresh tokens and old applied-event ids from the index store.
+async fn purge_index_records(index: Arc<crate::index::endpoint::EmbeddedIndex>) {
+    use crate::index::token::RefreshStore;
+    let result = tokio::task::spawn_blocking(move || {
+        let now = crate::index::token::unix_seconds(std::time::SystemTime::now());
+        let tokens = index.store.purge_expired(now)?;
+        let events = index
+            .store
+            .purge_applied_events(now.saturating_sub(APPLIED_EVENTS_KEPT.as_secs()) as i64)
+            .map_err(crate::index::token::RefreshError::from)?;
+        Ok::<_, crate::index::token::RefreshError>((tokens, events))
+    })
+    .await;
+    match result {
+        Ok(Ok((0, 0))) => {}
+        Ok(Ok((tokens, events))) => {
+            tracing::info!(
+                refresh_tokens = tokens,
+                event_ids = events,
+                "purged old index records"
+            )
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "purging index records failed"),
+        Err(e) => tracing::warn!(error = %e, "purging index records failed"),
+    }
 }
 
 /// SIGHUP reloads users, rules and the certificate.
