@@ -12,6 +12,8 @@
 //!   times); set `visibility`/`description`; delete the repository everywhere
 //! - `GET /api/v1/repositories/<name>/-/collaborators`,
 //!   `PUT|DELETE /api/v1/repositories/<name>/-/collaborators/<user>` (`{"access":"pull"|"push"}`)
+//! - stars and comments (`…/-/stars`, `…/-/comments[/<id>]`, `/api/v1/user/starred`): see
+//!   `api_community`
 //! - `POST /api/v1/events` — registries report pushes and deletes (shared secret)
 //! - `GET /v1/search?q=&n=&page=` — Docker's search format
 
@@ -25,6 +27,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{AuthError, Identity};
 use crate::events::EventBatch;
+use crate::index::api_community;
 use crate::index::endpoint::EmbeddedIndex;
 use crate::index::store::{CollaboratorAccess, Repository, StoreError, Visibility};
 use crate::index::token::rfc3339;
@@ -50,9 +53,9 @@ pub fn is_api_path(path: &str) -> bool {
     path.starts_with(API_PREFIX) || path == SEARCH_PATH
 }
 
-type ApiResult = Result<Reply, RegistryError>;
+pub(super) type ApiResult = Result<Reply, RegistryError>;
 
-fn not_found() -> RegistryError {
+pub(super) fn not_found() -> RegistryError {
     RegistryError::new(
         StatusCode::NOT_FOUND,
         Code::NameUnknown,
@@ -60,16 +63,16 @@ fn not_found() -> RegistryError {
     )
 }
 
-fn bad_request(message: impl Into<String>) -> RegistryError {
+pub(super) fn bad_request(message: impl Into<String>) -> RegistryError {
     RegistryError::new(StatusCode::BAD_REQUEST, Code::Unsupported, message)
 }
 
-fn store_failed(e: StoreError) -> RegistryError {
+pub(super) fn store_failed(e: StoreError) -> RegistryError {
     tracing::error!(error = %e, "index store failed");
     RegistryError::internal()
 }
 
-fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, RegistryError> {
+pub(super) fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, RegistryError> {
     r.map_err(|e| {
         tracing::error!(error = %e, "index task failed");
         RegistryError::internal()
@@ -114,6 +117,9 @@ async fn route(
         }
         return docker_search(index, who, &query).await;
     }
+    if path == api_community::STARRED_PATH {
+        return api_community::starred(index, who, method).await;
+    }
     if path == REPOSITORIES || path == "/api/v1/repositories/" {
         if method != Method::GET && method != Method::HEAD {
             return Err(method_not_allowed("GET"));
@@ -138,6 +144,9 @@ async fn route(
         (None, &Method::PATCH) => update(index, who, name, body).await,
         (None, &Method::DELETE) => delete_repository(index, who, name).await,
         (None, _) => Err(method_not_allowed("GET, PATCH, DELETE")),
+        (Some(sub), m) if api_community::is_sub_resource(sub) => {
+            api_community::route(index, who, name, sub, m, &query, body).await
+        }
         (Some("collaborators"), &Method::GET) => collaborators(index, who, name).await,
         (Some("collaborators"), _) => Err(method_not_allowed("GET")),
         (Some(sub), m) => match sub.strip_prefix("collaborators/") {
@@ -157,7 +166,7 @@ async fn route(
     }
 }
 
-fn method_not_allowed(allowed: &str) -> RegistryError {
+pub(super) fn method_not_allowed(allowed: &str) -> RegistryError {
     RegistryError::unsupported(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("this endpoint answers {allowed}"),
@@ -201,7 +210,7 @@ async fn caller(
     }
 }
 
-fn unauthorized(index: &EmbeddedIndex, message: &str) -> RegistryError {
+pub(super) fn unauthorized(index: &EmbeddedIndex, message: &str) -> RegistryError {
     RegistryError::new(StatusCode::UNAUTHORIZED, Code::Unauthorized, message)
         .with_header(http::header::WWW_AUTHENTICATE, index.auth.challenge())
 }
@@ -220,14 +229,18 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, RegistryError> {
         .map_err(|_| bad_request("malformed query string"))
 }
 
-fn query_value<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(super) fn query_value<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
     query
         .iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
 }
 
-fn number(query: &[(String, String)], key: &str, default: usize) -> Result<usize, RegistryError> {
+pub(super) fn number(
+    query: &[(String, String)],
+    key: &str,
+    default: usize,
+) -> Result<usize, RegistryError> {
     match query_value(query, key) {
         None | Some("") => Ok(default),
         Some(v) => v.parse::<usize>().map_err(|_| {
@@ -240,7 +253,7 @@ fn number(query: &[(String, String)], key: &str, default: usize) -> Result<usize
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     mut body: BodyStream,
 ) -> Result<T, RegistryError> {
     let mut buf = Vec::new();
@@ -258,11 +271,12 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&buf).map_err(|e| bad_request(format!("invalid JSON: {e}")))
 }
 
-fn time(t: i64) -> Value {
+pub(super) fn time(t: i64) -> Value {
     json!(rfc3339(u64::try_from(t).unwrap_or(0)))
 }
 
-fn repository_json(r: &Repository) -> Value {
+/// A repository as the API shows it, with its star count.
+pub(super) fn repository_json(r: &Repository, star_count: u64) -> Value {
     json!({
         "name": r.name,
         "namespace": r.namespace,
@@ -271,6 +285,7 @@ fn repository_json(r: &Repository) -> Value {
         "description": r.description,
         "created_at": time(r.created_at),
         "pushed_at": r.pushed_at.map(time),
+        "star_count": star_count,
     })
 }
 
@@ -291,6 +306,15 @@ fn visible(
     Ok(out)
 }
 
+/// The star counts of one page of repositories.
+fn page_star_counts(
+    index: &EmbeddedIndex,
+    items: &[Repository],
+) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+    let names: Vec<String> = items.iter().map(|r| r.name.clone()).collect();
+    index.store.star_counts(&names)
+}
+
 /// Pages `items` (1-based `page`); the page and the number of pages.
 fn page<T: Clone>(items: &[T], page: usize, per_page: usize) -> (Vec<T>, usize) {
     let pages = items.len().div_ceil(per_page).max(1);
@@ -304,16 +328,25 @@ async fn list(index: &Arc<EmbeddedIndex>, who: Identity, query: &[(String, Strin
     let page_no = number(query, "page", 1)?.max(1);
     let per_page = number(query, "per_page", DEFAULT_PER_PAGE)?.clamp(1, MAX_PER_PAGE);
     let index = index.clone();
-    let repos =
-        joined(tokio::task::spawn_blocking(move || visible(&index, &who, q.as_deref())).await)?
-            .map_err(store_failed)?;
-    let (items, pages) = page(&repos, page_no, per_page);
+    let (total, items, pages, stars) = joined(
+        tokio::task::spawn_blocking(move || {
+            let repos = visible(&index, &who, q.as_deref())?;
+            let (items, pages) = page(&repos, page_no, per_page);
+            let stars = page_star_counts(&index, &items)?;
+            Ok::<_, StoreError>((repos.len(), items, pages, stars))
+        })
+        .await,
+    )?
+    .map_err(store_failed)?;
     Ok(Reply::new(StatusCode::OK).json(&json!({
-        "repositories": items.iter().map(repository_json).collect::<Vec<_>>(),
+        "repositories": items
+            .iter()
+            .map(|r| repository_json(r, stars.get(&r.name).copied().unwrap_or(0)))
+            .collect::<Vec<_>>(),
         "page": page_no,
         "per_page": per_page,
         "pages": pages,
-        "total": repos.len(),
+        "total": total,
     })))
 }
 
@@ -327,18 +360,23 @@ async fn docker_search(
     let page_no = number(query, "page", 1)?.max(1);
     let index = index.clone();
     let needle = q.clone();
-    let repos = joined(
-        tokio::task::spawn_blocking(move || visible(&index, &who, Some(needle.as_str()))).await,
+    let (total, items, pages, stars) = joined(
+        tokio::task::spawn_blocking(move || {
+            let repos = visible(&index, &who, Some(needle.as_str()))?;
+            let (items, pages) = page(&repos, page_no, per_page);
+            let stars = page_star_counts(&index, &items)?;
+            Ok::<_, StoreError>((repos.len(), items, pages, stars))
+        })
+        .await,
     )?
     .map_err(store_failed)?;
-    let (items, pages) = page(&repos, page_no, per_page);
     let results: Vec<Value> = items
         .iter()
         .map(|r| {
             json!({
                 "name": r.name,
                 "description": r.description,
-                "star_count": 0,
+                "star_count": stars.get(&r.name).copied().unwrap_or(0),
                 "is_official": false,
                 "is_automated": false,
             })
@@ -346,7 +384,7 @@ async fn docker_search(
         .collect();
     Ok(Reply::new(StatusCode::OK).json(&json!({
         "query": q,
-        "num_results": repos.len(),
+        "num_results": total,
         "num_pages": pages,
         "page": page_no,
         "page_size": per_page,
@@ -355,7 +393,7 @@ async fn docker_search(
 }
 
 /// Loads `name` if `who` may pull it; else `None` (the caller answers 404).
-fn load_visible(
+pub(super) fn load_visible(
     index: &EmbeddedIndex,
     who: &Identity,
     name: &str,
@@ -385,7 +423,12 @@ async fn details(index: &Arc<EmbeddedIndex>, who: Identity, name: String) -> Api
                 .map_err(store_failed)?;
             let tags = index.store.tags(&name).map_err(store_failed)?;
             let manifests = index.store.manifests(&name).map_err(store_failed)?;
-            let mut doc = repository_json(&repo);
+            let star_count = index.store.star_count(&name).map_err(store_failed)?;
+            let mut doc = repository_json(&repo, star_count);
+            if let Some(user) = who.user.as_deref() {
+                doc["starred"] =
+                    json!(index.store.has_starred(&name, user).map_err(store_failed)?);
+            }
             doc["tags"] = json!(tags
                 .iter()
                 .map(|t| json!({
@@ -490,7 +533,8 @@ async fn update(
                 .repository(&name)
                 .map_err(store_failed)?
                 .ok_or_else(not_found)?;
-            Ok(Reply::new(StatusCode::OK).json(&repository_json(&repo)))
+            let star_count = index.store.star_count(&name).map_err(store_failed)?;
+            Ok(Reply::new(StatusCode::OK).json(&repository_json(&repo, star_count)))
         })
         .await,
     )?
@@ -691,7 +735,7 @@ async fn receive_events(
     )?
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

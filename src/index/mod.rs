@@ -5,9 +5,11 @@
 //! the signing key, `token` the token service's core and `endpoint` its HTTP side; `store`
 //! is the metadata database (repositories, tags and checksums, collaborators, refresh
 //! tokens); `namespaces` and `policy` decide who may do what; `ingest` applies registry
-//! events; `api` is the JSON API under `/api/v1/` and `/v1/search`.
+//! events; `api` is the JSON API under `/api/v1/` and `/v1/search`, `api_community` its
+//! stars and comments.
 
 pub mod api;
+pub mod api_community;
 pub mod endpoint;
 pub mod ingest;
 pub mod keys;

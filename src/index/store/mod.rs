@@ -1,8 +1,8 @@
 //! The index's metadata store: one SQLite database holding repositories (owner, visibility,
-//! description), the manifests and tags registries report, collaborators, refresh tokens
-//! and which registry events were already applied. This module owns opening the database
-//! (file permissions, durability settings, migrations) and the [`Store`] handle and its
-//! errors; each kind of record has its own file with its queries.
+//! description), the manifests and tags registries report, collaborators, stars and
+//! comments, refresh tokens and which registry events were already applied. This module
+//! owns opening the database (file permissions, durability settings, migrations) and the
+//! [`Store`] handle and its errors; each kind of record has its own file with its queries.
 //!
 //! Every method is synchronous and short: async callers run them in
 //! `tokio::task::spawn_blocking`. One connection behind a mutex is enough for the index's
@@ -10,6 +10,7 @@
 //! (WAL, busy timeout) covers other processes opening the same file.
 
 mod collaborators;
+mod community;
 mod deletions;
 mod refresh;
 mod repositories;
@@ -28,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use collaborators::{Collaborator, CollaboratorAccess};
+pub use community::{Comment, CommentLimit, Posted};
 pub use repositories::{namespace_of, Repository, Visibility};
 pub use tags::{DeleteRef, ManifestRecord, PushRecord, TagRecord};
 

@@ -9,7 +9,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StoreError;
 
 /// Migration `i` (0-based) brings the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Repositories, what registries reported about their content, who else may use them,
 /// refresh tokens, and which registry events were applied.
@@ -132,4 +132,31 @@ CREATE TABLE pending_deletions (
     PRIMARY KEY (repository, service)
 );
 CREATE INDEX pending_deletions_service ON pending_deletions (service);
+";
+
+/// Stars and comments: what signed-in users say about repositories they can see. Both go
+/// with their repository when it is deleted, so a name pushed again starts with none.
+const V3: &str = "
+CREATE TABLE stars (
+    repository TEXT NOT NULL REFERENCES repositories (name) ON DELETE CASCADE,
+    user       TEXT NOT NULL,
+    starred_at INTEGER NOT NULL,
+    PRIMARY KEY (repository, user)
+);
+-- A user's starred list.
+CREATE INDEX stars_user ON stars (user);
+
+-- AUTOINCREMENT: an id is never reused, so a deleted comment's id cannot come to name
+-- another one, and ids order comments by creation (keyset pagination relies on it).
+CREATE TABLE comments (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    repository TEXT NOT NULL REFERENCES repositories (name) ON DELETE CASCADE,
+    author     TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+-- A repository's comments, newest first, a page at a time.
+CREATE INDEX comments_repository ON comments (repository, id);
+-- The rate limit counts a user's recent comments.
+CREATE INDEX comments_author ON comments (author, created_at);
 ";
