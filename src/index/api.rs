@@ -12,6 +12,8 @@
 //!   times); set `visibility`/`description`; delete the repository everywhere
 //! - `GET /api/v1/repositories/<name>/-/collaborators`,
 //!   `PUT|DELETE /api/v1/repositories/<name>/-/collaborators/<user>` (`{"access":"pull"|"push"}`)
+//! - `GET|POST /api/v1/repositories/<name>/-/webhooks…`, `GET /api/v1/webhooks/global…` —
+//!   webhooks and their delivery history (see `api_webhooks`)
 //! - `POST /api/v1/events` — registries report pushes and deletes (shared secret)
 //! - `GET /v1/search?q=&n=&page=` — Docker's search format
 
@@ -50,9 +52,9 @@ pub fn is_api_path(path: &str) -> bool {
     path.starts_with(API_PREFIX) || path == SEARCH_PATH
 }
 
-type ApiResult = Result<Reply, RegistryError>;
+pub(crate) type ApiResult = Result<Reply, RegistryError>;
 
-fn not_found() -> RegistryError {
+pub(crate) fn not_found() -> RegistryError {
     RegistryError::new(
         StatusCode::NOT_FOUND,
         Code::NameUnknown,
@@ -60,16 +62,16 @@ fn not_found() -> RegistryError {
     )
 }
 
-fn bad_request(message: impl Into<String>) -> RegistryError {
+pub(crate) fn bad_request(message: impl Into<String>) -> RegistryError {
     RegistryError::new(StatusCode::BAD_REQUEST, Code::Unsupported, message)
 }
 
-fn store_failed(e: StoreError) -> RegistryError {
+pub(crate) fn store_failed(e: StoreError) -> RegistryError {
     tracing::error!(error = %e, "index store failed");
     RegistryError::internal()
 }
 
-fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, RegistryError> {
+pub(crate) fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, RegistryError> {
     r.map_err(|e| {
         tracing::error!(error = %e, "index task failed");
         RegistryError::internal()
@@ -120,6 +122,9 @@ async fn route(
         }
         return list(index, who, &query).await;
     }
+    if let Some(rest) = path.strip_prefix(crate::index::api_webhooks::GLOBAL_PREFIX) {
+        return crate::index::api_webhooks::global(index, who, method, rest, &query).await;
+    }
     let Some(rest) = path.strip_prefix("/api/v1/repositories/") else {
         return Err(RegistryError::unsupported(
             StatusCode::NOT_FOUND,
@@ -138,6 +143,9 @@ async fn route(
         (None, &Method::PATCH) => update(index, who, name, body).await,
         (None, &Method::DELETE) => delete_repository(index, who, name).await,
         (None, _) => Err(method_not_allowed("GET, PATCH, DELETE")),
+        (Some(sub), m) if sub == "webhooks" || sub.starts_with("webhooks/") => {
+            crate::index::api_webhooks::repository(index, who, name, sub, m, &query, body).await
+        }
         (Some("collaborators"), &Method::GET) => collaborators(index, who, name).await,
         (Some("collaborators"), _) => Err(method_not_allowed("GET")),
         (Some(sub), m) => match sub.strip_prefix("collaborators/") {
@@ -157,7 +165,7 @@ async fn route(
     }
 }
 
-fn method_not_allowed(allowed: &str) -> RegistryError {
+pub(crate) fn method_not_allowed(allowed: &str) -> RegistryError {
     RegistryError::unsupported(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("this endpoint answers {allowed}"),
@@ -207,7 +215,7 @@ fn unauthorized(index: &EmbeddedIndex, message: &str) -> RegistryError {
 }
 
 /// For an action that needs a signed-in caller: 401 with a challenge for anonymous ones.
-fn require_user(index: &EmbeddedIndex, who: &Identity) -> Result<(), RegistryError> {
+pub(crate) fn require_user(index: &EmbeddedIndex, who: &Identity) -> Result<(), RegistryError> {
     if who.is_anonymous() {
         Err(unauthorized(index, "sign in first"))
     } else {
@@ -227,7 +235,11 @@ fn query_value<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> 
         .map(|(_, v)| v.as_str())
 }
 
-fn number(query: &[(String, String)], key: &str, default: usize) -> Result<usize, RegistryError> {
+pub(crate) fn number(
+    query: &[(String, String)],
+    key: &str,
+    default: usize,
+) -> Result<usize, RegistryError> {
     match query_value(query, key) {
         None | Some("") => Ok(default),
         Some(v) => v.parse::<usize>().map_err(|_| {
@@ -240,7 +252,7 @@ fn number(query: &[(String, String)], key: &str, default: usize) -> Result<usize
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     mut body: BodyStream,
 ) -> Result<T, RegistryError> {
     let mut buf = Vec::new();
@@ -258,7 +270,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&buf).map_err(|e| bad_request(format!("invalid JSON: {e}")))
 }
 
-fn time(t: i64) -> Value {
+pub(crate) fn time(t: i64) -> Value {
     json!(rfc3339(u64::try_from(t).unwrap_or(0)))
 }
 
@@ -430,7 +442,7 @@ fn collaborators_json(list: &[crate::index::store::Collaborator]) -> Value {
 
 /// Loads `name` for a management action by `who`: 404 when they may not even see it, 403
 /// when they see it but do not own it.
-fn load_managed(
+pub(crate) fn load_managed(
     index: &EmbeddedIndex,
     who: &Identity,
     name: &str,
