@@ -234,6 +234,9 @@ pub struct IndexConfig {
     /// The `host[:port]` clients use for the registry, shown in `docker pull` lines and sent
     /// in webhooks. Default: the host of `[token] realm`, else the first listen address.
     pub public_host: Option<String>,
+    /// `[index.webhooks]`: signed notifications of pushes (and deletes) to configured URLs.
+    /// Off unless `enabled = true`.
+    pub webhooks: crate::index::webhooks::WebhooksConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -380,6 +383,10 @@ impl Config {
         }
         crate::index::namespaces::validate(&self.index.namespaces)
             .map_err(|m| invalid("index.namespaces", m))?;
+        self.index
+            .webhooks
+            .validate()
+            .map_err(|m| invalid("index.webhooks", m))?;
         if self.token.lifetime_secs < 60 {
             return Err(invalid("token.lifetime_secs", "must be at least 60".into()));
         }

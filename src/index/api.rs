@@ -14,6 +14,8 @@
 //!   `PUT|DELETE /api/v1/repositories/<name>/-/collaborators/<user>` (`{"access":"pull"|"push"}`)
 //! - stars and comments (`…/-/stars`, `…/-/comments[/<id>]`, `/api/v1/user/starred`): see
 //!   `api_community`
+//! - `GET|POST /api/v1/repositories/<name>/-/webhooks…`, `GET /api/v1/webhooks/global…` —
+//!   webhooks and their delivery history (see `api_webhooks`)
 //! - `POST /api/v1/events` — registries report pushes and deletes (shared secret)
 //! - `GET /v1/search?q=&n=&page=` — Docker's search format
 
@@ -53,9 +55,9 @@ pub fn is_api_path(path: &str) -> bool {
     path.starts_with(API_PREFIX) || path == SEARCH_PATH
 }
 
-pub(super) type ApiResult = Result<Reply, RegistryError>;
+pub(crate) type ApiResult = Result<Reply, RegistryError>;
 
-pub(super) fn not_found() -> RegistryError {
+pub(crate) fn not_found() -> RegistryError {
     RegistryError::new(
         StatusCode::NOT_FOUND,
         Code::NameUnknown,
@@ -63,16 +65,16 @@ pub(super) fn not_found() -> RegistryError {
     )
 }
 
-pub(super) fn bad_request(message: impl Into<String>) -> RegistryError {
+pub(crate) fn bad_request(message: impl Into<String>) -> RegistryError {
     RegistryError::new(StatusCode::BAD_REQUEST, Code::Unsupported, message)
 }
 
-pub(super) fn store_failed(e: StoreError) -> RegistryError {
+pub(crate) fn store_failed(e: StoreError) -> RegistryError {
     tracing::error!(error = %e, "index store failed");
     RegistryError::internal()
 }
 
-pub(super) fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, RegistryError> {
+pub(crate) fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, RegistryError> {
     r.map_err(|e| {
         tracing::error!(error = %e, "index task failed");
         RegistryError::internal()
@@ -126,6 +128,9 @@ async fn route(
         }
         return list(index, who, &query).await;
     }
+    if let Some(rest) = path.strip_prefix(crate::index::api_webhooks::GLOBAL_PREFIX) {
+        return crate::index::api_webhooks::global(index, who, method, rest, &query).await;
+    }
     let Some(rest) = path.strip_prefix("/api/v1/repositories/") else {
         return Err(RegistryError::unsupported(
             StatusCode::NOT_FOUND,
@@ -144,6 +149,9 @@ async fn route(
         (None, &Method::PATCH) => update(index, who, name, body).await,
         (None, &Method::DELETE) => delete_repository(index, who, name).await,
         (None, _) => Err(method_not_allowed("GET, PATCH, DELETE")),
+        (Some(sub), m) if sub == "webhooks" || sub.starts_with("webhooks/") => {
+            crate::index::api_webhooks::repository(index, who, name, sub, m, &query, body).await
+        }
         (Some(sub), m) if api_community::is_sub_resource(sub) => {
             api_community::route(index, who, name, sub, m, &query, body).await
         }
@@ -166,7 +174,7 @@ async fn route(
     }
 }
 
-pub(super) fn method_not_allowed(allowed: &str) -> RegistryError {
+pub(crate) fn method_not_allowed(allowed: &str) -> RegistryError {
     RegistryError::unsupported(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("this endpoint answers {allowed}"),
@@ -216,7 +224,7 @@ pub(super) fn unauthorized(index: &EmbeddedIndex, message: &str) -> RegistryErro
 }
 
 /// For an action that needs a signed-in caller: 401 with a challenge for anonymous ones.
-fn require_user(index: &EmbeddedIndex, who: &Identity) -> Result<(), RegistryError> {
+pub(crate) fn require_user(index: &EmbeddedIndex, who: &Identity) -> Result<(), RegistryError> {
     if who.is_anonymous() {
         Err(unauthorized(index, "sign in first"))
     } else {
@@ -236,7 +244,7 @@ pub(super) fn query_value<'a>(query: &'a [(String, String)], key: &str) -> Optio
         .map(|(_, v)| v.as_str())
 }
 
-pub(super) fn number(
+pub(crate) fn number(
     query: &[(String, String)],
     key: &str,
     default: usize,
@@ -253,7 +261,7 @@ pub(super) fn number(
     }
 }
 
-pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     mut body: BodyStream,
 ) -> Result<T, RegistryError> {
     let mut buf = Vec::new();
@@ -271,7 +279,7 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&buf).map_err(|e| bad_request(format!("invalid JSON: {e}")))
 }
 
-pub(super) fn time(t: i64) -> Value {
+pub(crate) fn time(t: i64) -> Value {
     json!(rfc3339(u64::try_from(t).unwrap_or(0)))
 }
 
@@ -473,7 +481,7 @@ fn collaborators_json(list: &[crate::index::store::Collaborator]) -> Value {
 
 /// Loads `name` for a management action by `who`: 404 when they may not even see it, 403
 /// when they see it but do not own it.
-fn load_managed(
+pub(crate) fn load_managed(
     index: &EmbeddedIndex,
     who: &Identity,
     name: &str,

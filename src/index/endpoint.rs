@@ -58,6 +58,8 @@ pub struct EmbeddedIndex {
     pub api_verifier: TokenVerifier,
     /// The `host[:port]` clients use for the registry (`docker pull HOST/NAME:TAG`).
     pub public_host: String,
+    /// Webhooks (`[index.webhooks]`); `None` when disabled: nothing is queued or sent.
+    pub webhooks: Option<Arc<crate::index::webhooks::Webhooks>>,
 }
 
 /// The registry in the same process, as the index needs it.

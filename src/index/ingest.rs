@@ -2,18 +2,35 @@
 //! delete a registry reports it (in-process when the index is embedded, over HTTPS to a
 //! custom index), and this applies it to the store exactly once (events carry ids; a
 //! retried delivery changes nothing). This is how the index holds the checksum, media type
-//! and size of every image.
+//! and size of every image. With webhooks enabled, applying an event also queues its
+//! webhook deliveries (in the same transaction) and wakes the worker that sends them.
 
 use std::sync::Arc;
 
 use crate::auth::Identity;
 use crate::events::{Event, EventError, EventKind, EventSink};
 use crate::index::endpoint::EmbeddedIndex;
-use crate::index::store::{DeleteRef, PushRecord, StoreError};
+use crate::index::store::{DeleteNotice, DeleteRef, PushRecord, StoreError};
 
 /// Applies one event; `Ok(false)` when it had been applied before.
 pub fn apply(index: &EmbeddedIndex, event: &Event) -> Result<bool, StoreError> {
+    let applied = apply_event(index, event)?;
+    if applied {
+        if let Some(hooks) = &index.webhooks {
+            hooks.wake();
+        }
+    }
+    Ok(applied)
+}
+
+fn apply_event(index: &EmbeddedIndex, event: &Event) -> Result<bool, StoreError> {
     let store = &index.store;
+    let fanout = index.webhooks.as_ref().map(|w| w.fanout());
+    let notice = fanout.as_deref().map(|fanout| DeleteNotice {
+        actor: event.actor.as_deref(),
+        at: event.at,
+        fanout,
+    });
     match &event.kind {
         EventKind::ManifestPushed {
             repository,
@@ -41,14 +58,21 @@ pub fn apply(index: &EmbeddedIndex, event: &Event) -> Result<bool, StoreError> {
                 at: event.at,
                 default_owner: index.namespaces.owner_for_new(&actor, repository),
                 default_visibility: index.namespaces.visibility_for(namespace),
+                webhooks: fanout.clone(),
             })
         }
-        EventKind::TagDeleted { repository, tag } => {
-            store.apply_delete(&event.id, repository, &DeleteRef::Tag(tag.clone()))
-        }
-        EventKind::ManifestDeleted { repository, digest } => {
-            store.apply_delete(&event.id, repository, &DeleteRef::Manifest(digest.clone()))
-        }
+        EventKind::TagDeleted { repository, tag } => store.apply_delete_notifying(
+            &event.id,
+            repository,
+            &DeleteRef::Tag(tag.clone()),
+            notice.as_ref(),
+        ),
+        EventKind::ManifestDeleted { repository, digest } => store.apply_delete_notifying(
+            &event.id,
+            repository,
+            &DeleteRef::Manifest(digest.clone()),
+            notice.as_ref(),
+        ),
         EventKind::RepositoryDeleted { repository } => {
             let applied = store.apply_repository_deleted(&event.id, repository)?;
             // The registry confirms a deletion the index asked of it.

@@ -6,10 +6,12 @@
 //! is the metadata database (repositories, tags and checksums, collaborators, refresh
 //! tokens); `namespaces` and `policy` decide who may do what; `ingest` applies registry
 //! events; `api` is the JSON API under `/api/v1/` and `/v1/search`, `api_community` its
-//! stars and comments.
+//! stars and comments. `webhooks` announces pushes and deletes to configured URLs (its
+//! outbox is in `store`, its API in `api_webhooks`).
 
 pub mod api;
 pub mod api_community;
+pub mod api_webhooks;
 pub mod endpoint;
 pub mod ingest;
 pub mod keys;
@@ -17,3 +19,4 @@ pub mod namespaces;
 pub mod policy;
 pub mod store;
 pub mod token;
+pub mod webhooks;

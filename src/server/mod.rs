@@ -299,6 +299,9 @@ fn prepare_token_auth(
                         .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_owned())
                 })
         });
+        let webhooks =
+            crate::index::webhooks::Webhooks::from_config(&config.index.webhooks, &public_host)
+                .map_err(|e| ServerError::Index(format!("webhooks: {e}")))?;
         let index = EmbeddedIndex {
             auth,
             issuer,
@@ -316,6 +319,7 @@ fn prepare_token_auth(
             event_secret,
             api_verifier,
             public_host,
+            webhooks,
         };
         let index = Arc::new(index);
         // A password change or removal ends the user's refresh tokens.
@@ -523,6 +527,22 @@ async fn serve(config: Config, registry_api: bool) -> Result<(), ServerError> {
         ),
         None => None,
     };
+    // Webhooks go out from the index's outbox; without an index there is nothing to send.
+    let webhook_task = match ctx.gate.index() {
+        Some(index) => index.webhooks.as_ref().map(|hooks| {
+            crate::index::webhooks::worker::spawn(
+                index.store.clone(),
+                hooks.clone(),
+                shutdown_rx.clone(),
+            )
+        }),
+        None => {
+            if config.index.webhooks.enabled {
+                tracing::warn!("[index.webhooks] enabled, but this process runs no index ([index] enabled = false): no webhooks are sent");
+            }
+            None
+        }
+    };
 
     let acceptor = tls.map(|(acceptor, _)| acceptor);
     let mut accept_tasks = Vec::new();
@@ -595,6 +615,9 @@ async fn serve(config: Config, registry_api: bool) -> Result<(), ServerError> {
     }
     purge.abort();
     if let Some(task) = event_task {
+        let _ = task.await;
+    }
+    if let Some(task) = webhook_task {
         let _ = task.await;
     }
     drop(watches);

@@ -1,8 +1,9 @@
 //! The index's metadata store: one SQLite database holding repositories (owner, visibility,
 //! description), the manifests and tags registries report, collaborators, stars and
-//! comments, refresh tokens and which registry events were already applied. This module
-//! owns opening the database (file permissions, durability settings, migrations) and the
-//! [`Store`] handle and its errors; each kind of record has its own file with its queries.
+//! comments, refresh tokens, which registry events were already applied, and webhooks with
+//! their delivery outbox. This module owns opening the database (file permissions,
+//! durability settings, migrations) and the [`Store`] handle and its errors; each kind of
+//! record has its own file with its queries.
 //!
 //! Every method is synchronous and short: async callers run them in
 //! `tokio::task::spawn_blocking`. One connection behind a mutex is enough for the index's
@@ -16,6 +17,7 @@ mod refresh;
 mod repositories;
 mod schema;
 mod tags;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -31,7 +33,11 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 pub use collaborators::{Collaborator, CollaboratorAccess};
 pub use community::{Comment, CommentLimit, Posted};
 pub use repositories::{namespace_of, Repository, Visibility};
-pub use tags::{DeleteRef, ManifestRecord, PushRecord, TagRecord};
+pub use tags::{DeleteNotice, DeleteRef, ManifestRecord, PushRecord, TagRecord};
+pub use webhooks::{
+    AttemptOutcome, Delivery, DeliveryStatus, DueDelivery, Fanout, GlobalSubscription, HookRef,
+    NewWebhook, Webhook, WebhookEvent, WebhookSecret,
+};
 
 /// How long a call waits for another process's write lock before giving up with "busy".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +65,12 @@ pub enum StoreError {
     /// A call panicked while holding the connection; the store refuses further use.
     #[error("database connection poisoned by an earlier panic")]
     Poisoned,
+    /// The system's random number generator failed (webhook delivery ids).
+    #[error("random number generator: {0}")]
+    Random(String),
+    /// A record could not be encoded (a webhook payload).
+    #[error("encoding: {0}")]
+    Encode(String),
 }
 
 impl From<StoreError> for crate::index::token::RefreshError {

@@ -9,7 +9,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StoreError;
 
 /// Migration `i` (0-based) brings the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Repositories, what registries reported about their content, who else may use them,
 /// refresh tokens, and which registry events were applied.
@@ -159,4 +159,51 @@ CREATE TABLE comments (
 CREATE INDEX comments_repository ON comments (repository, id);
 -- The rate limit counts a user's recent comments.
 CREATE INDEX comments_author ON comments (author, created_at);
+";
+
+/// Webhooks: the hooks repository owners register, and the outbox of deliveries (one per
+/// event and hook, queued in the transaction that applies the event; see
+/// `store/webhooks.rs`). A delivery names either a repository hook (`hook_id`, gone with the
+/// hook) or a global hook from the config (`global_hook`, by name), never both. A hook's
+/// `active` is 1 as created; 0 (paused: nothing queued for it) is for a later API.
+const V4: &str = "
+CREATE TABLE webhooks (
+    id         INTEGER PRIMARY KEY,
+    repository TEXT NOT NULL REFERENCES repositories (name) ON DELETE CASCADE,
+    url        TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    events     TEXT NOT NULL,
+    active     INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX webhooks_repository ON webhooks (repository);
+
+CREATE TABLE webhook_deliveries (
+    id               TEXT PRIMARY KEY NOT NULL,
+    hook_id          INTEGER REFERENCES webhooks (id) ON DELETE CASCADE,
+    global_hook      TEXT,
+    repository       TEXT NOT NULL,
+    event_id         TEXT NOT NULL,
+    event            TEXT NOT NULL CHECK (event IN ('push', 'delete')),
+    body             TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at  INTEGER NOT NULL,
+    last_status_code INTEGER,
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    delivered_at     INTEGER,
+    CHECK ((hook_id IS NULL) <> (global_hook IS NULL))
+);
+-- A registry event is queued once per hook, however often it is applied.
+CREATE UNIQUE INDEX webhook_deliveries_repository_once
+    ON webhook_deliveries (event_id, hook_id) WHERE hook_id IS NOT NULL;
+CREATE UNIQUE INDEX webhook_deliveries_global_once
+    ON webhook_deliveries (event_id, global_hook) WHERE global_hook IS NOT NULL;
+-- The worker's question: what is due?
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+-- A hook's history, newest first.
+CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (hook_id, created_at);
+CREATE INDEX webhook_deliveries_global ON webhook_deliveries (global_hook, created_at);
 ";

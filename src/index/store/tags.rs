@@ -6,13 +6,19 @@
 //! with the insert of its id into `events_applied`: a retried event finds its id there and
 //! changes nothing. Retries can also arrive after later events, so a push never moves a
 //! tag, a manifest's push time or a repository's push time backwards.
+//!
+//! When webhooks are enabled, the transaction that applies a push (or a delete) for the
+//! first time also queues its webhook deliveries (`webhooks.rs`): the event is recorded and
+//! its announcement is durable in one commit, or neither is.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::repositories::{self, Visibility};
+use super::webhooks::{self, EventFacts, Fanout, WebhookEvent};
 use super::{get_u64, to_sql_int, unix_now, Store, StoreError};
 
 /// A tag with what its manifest is.
@@ -57,6 +63,19 @@ pub struct PushRecord {
     pub default_owner: String,
     /// The visibility of the repository if the push creates it.
     pub default_visibility: Visibility,
+    /// Where the push is announced (webhook deliveries queued with it); `None`: webhooks
+    /// are disabled and nothing is queued.
+    pub webhooks: Option<Arc<Fanout>>,
+}
+
+/// Who deleted, when, and where the delete is announced (webhook deliveries queued with
+/// it, for the hooks subscribed to deletes).
+#[derive(Debug, Clone, Copy)]
+pub struct DeleteNotice<'a> {
+    pub actor: Option<&'a str>,
+    /// Unix seconds of the delete.
+    pub at: i64,
+    pub fanout: &'a Fanout,
 }
 
 /// What a delete event removed.
@@ -209,6 +228,23 @@ impl Store {
                  WHERE name = ?1",
             )?
             .execute(params![ev.repository, ev.at])?;
+            if let Some(fanout) = &ev.webhooks {
+                webhooks::enqueue(
+                    tx,
+                    fanout,
+                    &EventFacts {
+                        event_id: &ev.event_id,
+                        event: WebhookEvent::Push,
+                        repository: &ev.repository,
+                        tag: ev.tag.as_deref(),
+                        digest: Some(&ev.digest),
+                        media_type: Some(&ev.media_type),
+                        size: Some(ev.size),
+                        actor: ev.pusher.as_deref(),
+                        at: ev.at,
+                    },
+                )?;
+            }
             Ok((true, true))
         })
     }
@@ -222,9 +258,70 @@ impl Store {
         repository: &str,
         reference: &DeleteRef,
     ) -> Result<bool, StoreError> {
+        self.apply_delete_notifying(event_id, repository, reference, None)
+    }
+
+    /// [`apply_delete`](Self::apply_delete), and when `notice` is given, queues the
+    /// delete's webhook deliveries in the same transaction. The payload names what was
+    /// deleted as the index knew it: a deleted tag's digest, media type and size come from
+    /// its manifest (null when the index did not know the tag).
+    pub fn apply_delete_notifying(
+        &self,
+        event_id: &str,
+        repository: &str,
+        reference: &DeleteRef,
+        notice: Option<&DeleteNotice<'_>>,
+    ) -> Result<bool, StoreError> {
         self.write(|tx| {
             if !first_delivery(tx, event_id)? {
                 return Ok((false, false));
+            }
+            if let Some(notice) = notice {
+                // Read before the rows go.
+                let (tag, digest, known) = match reference {
+                    DeleteRef::Tag(tag) => {
+                        let known: Option<(String, String, u64)> = tx
+                            .prepare_cached(
+                                "SELECT t.digest, m.media_type, m.size FROM tags t
+                                 JOIN manifests m
+                                   ON m.repository = t.repository AND m.digest = t.digest
+                                 WHERE t.repository = ?1 AND t.tag = ?2",
+                            )?
+                            .query_row([repository, tag], |row| {
+                                Ok((row.get(0)?, row.get(1)?, get_u64(row, 2)?))
+                            })
+                            .optional()?;
+                        let digest = known.as_ref().map(|k| k.0.clone());
+                        (Some(tag.as_str()), digest, known.map(|k| (k.1, k.2)))
+                    }
+                    DeleteRef::Manifest(digest) => {
+                        let known: Option<(String, u64)> = tx
+                            .prepare_cached(
+                                "SELECT media_type, size FROM manifests
+                                 WHERE repository = ?1 AND digest = ?2",
+                            )?
+                            .query_row([repository, digest], |row| {
+                                Ok((row.get(0)?, get_u64(row, 1)?))
+                            })
+                            .optional()?;
+                        (None, Some(digest.clone()), known)
+                    }
+                };
+                webhooks::enqueue(
+                    tx,
+                    notice.fanout,
+                    &EventFacts {
+                        event_id,
+                        event: WebhookEvent::Delete,
+                        repository,
+                        tag,
+                        digest: digest.as_deref(),
+                        media_type: known.as_ref().map(|k| k.0.as_str()),
+                        size: known.as_ref().map(|k| k.1),
+                        actor: notice.actor,
+                        at: notice.at,
+                    },
+                )?;
             }
             match reference {
                 DeleteRef::Tag(tag) => {

@@ -41,6 +41,7 @@ fn push(id: &str, repository: &str, tag: Option<&str>, digest: &str, at: i64) ->
         at,
         default_owner: "ann".to_owned(),
         default_visibility: Visibility::Private,
+        webhooks: None,
     }
 }
 
