@@ -216,7 +216,7 @@ async fn create(
     body: BodyStream,
 ) -> ApiResult {
     let registration: Registration = read_json(body).await?;
-    let url = config::check_url(&registration.url, hooks.allow_http())
+    let url = config::check_url(&registration.url, hooks.allow_http(), hooks.allowed_hosts())
         .map_err(|e| bad_request(format!("url: {e}")))?;
     check_secret(&registration.secret).map_err(bad_request)?;
     config::check_events(&registration.events).map_err(|e| bad_request(format!("events: {e}")))?;

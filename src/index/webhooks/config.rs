@@ -43,6 +43,11 @@ pub struct WebhooksConfig {
     /// Allow `http://` hook URLs (payloads and signatures in clear text). Default false:
     /// hooks must be `https://`.
     pub allow_http: bool,
+    /// Hosts hook URLs may point at: exact names or addresses, or `*.example.org` for any
+    /// name under it. Empty (the default): any host the appliance can reach, so any user
+    /// who owns a namespace can make the index POST to internal addresses; list the
+    /// receivers here to prevent that.
+    pub allowed_hosts: Vec<String>,
     /// Attempts per delivery before it is marked `failed`; default 12.
     pub max_attempts: u32,
     /// Seconds before the first retry; doubles per failed attempt (±20% jitter); default 5.
@@ -62,6 +67,7 @@ impl Default for WebhooksConfig {
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             ca_file: None,
             allow_http: false,
+            allowed_hosts: Vec::new(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             retry_base_secs: DEFAULT_RETRY_BASE_SECS,
             retry_max_secs: DEFAULT_RETRY_MAX_SECS,
@@ -122,7 +128,8 @@ impl WebhooksConfig {
             if !names.insert(hook.name.as_str()) {
                 return Err(key("the name is used twice"));
             }
-            check_url(&hook.url, self.allow_http).map_err(|e| key(&format!("url: {e}")))?;
+            check_url(&hook.url, self.allow_http, &self.allowed_hosts)
+                .map_err(|e| key(&format!("url: {e}")))?;
             check_events(&hook.events).map_err(|e| key(&format!("events: {e}")))?;
         }
         Ok(())
@@ -155,8 +162,9 @@ pub fn check_events(events: &[WebhookEvent]) -> Result<(), String> {
 
 /// Checks a hook URL: absolute `https://` (or `http://` when `allow_http`), with a host, no
 /// credentials (they would show wherever the URL does; the secret signs instead), no
-/// fragment, at most [`MAX_URL_LEN`] bytes.
-pub fn check_url(text: &str, allow_http: bool) -> Result<Url, String> {
+/// fragment, at most [`MAX_URL_LEN`] bytes, and a host `allowed_hosts` lists (when it lists
+/// any).
+pub fn check_url(text: &str, allow_http: bool, allowed_hosts: &[String]) -> Result<Url, String> {
     if text.len() > MAX_URL_LEN {
         return Err(format!("longer than {MAX_URL_LEN} bytes"));
     }
@@ -180,7 +188,25 @@ pub fn check_url(text: &str, allow_http: bool) -> Result<Url, String> {
     if url.fragment().is_some() {
         return Err("must not have a #fragment".into());
     }
+    let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+    if !allowed_hosts.is_empty() && !allowed_hosts.iter().any(|a| host_matches(a, &host)) {
+        return Err(format!(
+            "host {host} is not in [index.webhooks] allowed_hosts"
+        ));
+    }
     Ok(url)
+}
+
+/// `pattern` is a host name or address (`hooks.example.org`, `[::1]`) or `*.example.org`
+/// (any name below example.org, not example.org itself).
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host
+            .strip_suffix(suffix)
+            .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+        None => pattern == host,
+    }
 }
 
 pub(super) fn parse_proxy(text: &str) -> Result<Url, String> {
@@ -311,9 +337,9 @@ mod tests {
     #[test]
     fn urls() {
         for ok in ["https://hooks.example/x", "https://10.0.0.5:8443/a?b=c"] {
-            check_url(ok, false).unwrap();
+            check_url(ok, false, &[]).unwrap();
         }
-        check_url("http://127.0.0.1:8080/hook", true).unwrap();
+        check_url("http://127.0.0.1:8080/hook", true, &[]).unwrap();
         for bad in [
             "http://hooks.example/x",
             "https://user@hooks.example/",
@@ -322,9 +348,27 @@ mod tests {
             "file:///etc/passwd",
             "",
         ] {
-            assert!(check_url(bad, false).is_err(), "{bad}");
+            assert!(check_url(bad, false, &[]).is_err(), "{bad}");
         }
         let long = format!("https://h.example/{}", "a".repeat(MAX_URL_LEN));
-        assert!(check_url(&long, true).is_err());
+        assert!(check_url(&long, true, &[]).is_err());
+        let allowed = ["hooks.example.org".to_owned(), "*.ci.example".to_owned()];
+        for ok in [
+            "https://hooks.example.org/x",
+            "https://HOOKS.example.org/x",
+            "https://a.ci.example/x",
+            "https://a.b.ci.example:8443/x",
+        ] {
+            check_url(ok, false, &allowed).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "https://example.org/x",
+            "https://ci.example/x",
+            "https://evilci.example/x",
+            "https://hooks.example.org.evil.net/x",
+            "https://10.0.0.1/x",
+        ] {
+            assert!(check_url(bad, false, &allowed).is_err(), "{bad}");
+        }
     }
 }

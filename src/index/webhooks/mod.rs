@@ -99,6 +99,7 @@ pub struct GlobalHook {
 #[derive(Debug)]
 pub struct Webhooks {
     allow_http: bool,
+    allowed_hosts: Vec<String>,
     max_attempts: u32,
     retry_base_secs: u64,
     retry_max_secs: u64,
@@ -122,9 +123,10 @@ impl Webhooks {
         config.validate().map_err(WebhookError::Config)?;
         let mut global = Vec::new();
         for hook in &config.global {
-            let url = config::check_url(&hook.url, config.allow_http).map_err(|e| {
-                WebhookError::Config(format!("index.webhooks.global {:?}: url: {e}", hook.name))
-            })?;
+            let url = config::check_url(&hook.url, config.allow_http, &config.allowed_hosts)
+                .map_err(|e| {
+                    WebhookError::Config(format!("index.webhooks.global {:?}: url: {e}", hook.name))
+                })?;
             global.push(GlobalHook {
                 name: hook.name.clone(),
                 url,
@@ -144,6 +146,7 @@ impl Webhooks {
         });
         Ok(Some(Arc::new(Webhooks {
             allow_http: config.allow_http,
+            allowed_hosts: config.allowed_hosts.clone(),
             max_attempts: config.max_attempts,
             retry_base_secs: config.retry_base_secs,
             retry_max_secs: config.retry_max_secs,
@@ -169,6 +172,11 @@ impl Webhooks {
     /// Whether `http://` hook URLs are allowed.
     pub fn allow_http(&self) -> bool {
         self.allow_http
+    }
+
+    /// Hosts hook URLs may point at (empty: any).
+    pub fn allowed_hosts(&self) -> &[String] {
+        &self.allowed_hosts
     }
 
     pub fn global_hooks(&self) -> &[GlobalHook] {

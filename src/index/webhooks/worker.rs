@@ -264,7 +264,7 @@ async fn send(
 ) -> Result<u16, Failure> {
     // Checked at send time too: allow_http may have been turned off since the hook was
     // stored (the client refuses http then as well).
-    let url = super::config::check_url(url, hooks.allow_http)
+    let url = super::config::check_url(url, hooks.allow_http, &hooks.allowed_hosts)
         .map_err(|_| Failure::NoTarget("the hook's URL is not allowed by the configuration"))?;
     let response = hooks
         .client
