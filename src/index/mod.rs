@@ -5,13 +5,16 @@
 //! the signing key, `token` the token service's core and `endpoint` its HTTP side; `store`
 //! is the metadata database (repositories, tags and checksums, collaborators, refresh
 //! tokens); `namespaces` and `policy` decide who may do what; `ingest` applies registry
-//! events; `api` is the JSON API under `/api/v1/` and `/v1/search`.
+//! events; `api` is the JSON API under `/api/v1/` and `/v1/search`; `web` the web UI at
+//! `/`; `manage` holds what repository managers do, shared by the API and the UI.
 
 pub mod api;
 pub mod endpoint;
 pub mod ingest;
 pub mod keys;
+pub mod manage;
 pub mod namespaces;
 pub mod policy;
 pub mod store;
 pub mod token;
+pub mod web;
