@@ -715,3 +715,128 @@ async fn the_ui_never_shadows_other_routes() {
     assert_eq!(header_of(&r, "allow"), "GET");
     expect_status(r, 405).await;
 }
+
+#[tokio::test]
+async fn long_lists_are_paged_and_collaborators_see_without_managing() {
+    let server = start("");
+    let app = pusher(&server, ALICE, APP).await;
+    let image = app.push_image(APP, "tag-00", OCI_MANIFEST, 1).await;
+    // 30 tags on one manifest: 25 on the first page, 5 on the second.
+    for i in 1..30 {
+        app.push_manifest(APP, &format!("tag-{i:02}"), OCI_MANIFEST, &image.bytes)
+            .await;
+    }
+    let r = api(
+        &server,
+        reqwest::Method::PUT,
+        &format!("/api/v1/repositories/{APP}/-/collaborators/{}", CAROL.0),
+        ALICE,
+    )
+    .json(&json!({"access": "pull"}))
+    .send()
+    .await
+    .unwrap();
+    expect_status(r, 200).await;
+
+    let carol = sign_in(&server, CAROL).await;
+    let get = |path: String, cookie: String| {
+        server
+            .client()
+            .get(server.url(&path))
+            .header("cookie", cookie)
+            .send()
+    };
+    let first = text_of(get(format!("/r/{APP}"), carol.clone()).await.unwrap(), 200).await;
+    let row = |tag: &str| format!("class=\"tag\">{tag}<");
+    assert!(first.contains(&row("tag-00")) && first.contains(&row("tag-24")));
+    assert!(!first.contains(&row("tag-25")));
+    assert!(
+        first.contains("tag-09 and 20 more"),
+        "a manifest's tags are cut short"
+    );
+    assert!(first.contains("Page 1 of 2"));
+    assert!(first.contains(&format!(
+        "href=\"/r/{APP}?page=2&#38;mpage=1#tags-heading\""
+    )));
+    let second = text_of(
+        get(format!("/r/{APP}?page=2"), carol.clone())
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert!(second.contains(&row("tag-29")) && !second.contains(&row("tag-24")));
+    assert!(second.contains("Page 2 of 2"));
+    // A page number past the end shows the last page; nonsense shows the first.
+    let past = text_of(
+        get(format!("/r/{APP}?page=99"), carol.clone())
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert!(past.contains("Page 2 of 2"));
+    let nonsense = text_of(
+        get(format!("/r/{APP}?page=x"), carol.clone())
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert!(nonsense.contains("Page 1 of 2"));
+    // A pull collaborator sees the repository, but neither settings nor delete links.
+    assert!(!first.contains("/-/settings") && !first.contains("/delete\""));
+    expect_status(
+        get(format!("/r/{APP}/-/settings"), carol.clone())
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    expect_status(
+        get(format!("/r/{APP}/-/tags/tag-01/delete"), carol.clone())
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+
+    // A password change ends the user's sessions; so does removing the user.
+    let out = server.user_cmd(
+        &["passwd", CAROL.0, "--password-stdin"],
+        Some("carol-New-Pw-4Hq8zL\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let page = text_of(get("/".to_owned(), carol.clone()).await.unwrap(), 200).await;
+        if !page.contains("Signed in as") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "carol is still signed in after her password changed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let bob = sign_in(&server, BOB).await;
+    let out = server.user_cmd(&["remove", BOB.0], None);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let page = text_of(get("/".to_owned(), bob.clone()).await.unwrap(), 200).await;
+        if !page.contains("Signed in as") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob is still signed in after his removal"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let log = server.log_plain();
+    assert!(
+        log.contains("web_sessions_ended"),
+        "session ends are audited"
+    );
+}

@@ -247,7 +247,7 @@ pub(super) async fn manifest(
         size: record.size,
         size_text: super::views::size_text(record.size),
         pushed: super::views::time_text(record.pushed_at),
-        tags: record.tags.clone(),
+        tags: super::views::tag_list(&record.tags),
         pull_line: format!("docker pull {}/{name}@{}", index.public_host, record.digest),
         unavailable: None,
         config: None,

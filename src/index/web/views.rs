@@ -183,7 +183,8 @@ pub struct ManifestRow {
     pub digest: String,
     pub digest_short: String,
     pub href: String,
-    pub tags: Vec<String>,
+    /// The tags pointing at it, at most [`TAGS_SHOWN`] and how many more.
+    pub tags: String,
     pub size: u64,
     pub size_text: String,
     pub media_type: String,
@@ -196,7 +197,7 @@ impl ManifestRow {
             digest: m.digest.clone(),
             digest_short: short_digest(&m.digest),
             href: manifest_href(repo, &m.digest),
-            tags: m.tags.clone(),
+            tags: tag_list(&m.tags),
             size: m.size,
             size_text: size_text(m.size),
             media_type: m.media_type.clone(),
@@ -258,7 +259,8 @@ pub struct ManifestPage {
     pub size: u64,
     pub size_text: String,
     pub pushed: Time,
-    pub tags: Vec<String>,
+    /// See [`ManifestRow::tags`].
+    pub tags: String,
     pub pull_line: String,
     /// Why only the index's record is shown, when the content could not be read.
     pub unavailable: Option<&'static str>,
@@ -349,6 +351,23 @@ pub fn short_digest(digest: &str) -> String {
     }
 }
 
+/// Most tag names a manifest row shows (a manifest may have any number of tags).
+pub const TAGS_SHOWN: usize = 10;
+
+/// `a, b, c`, or `a, b, … and 12 more`; empty for none.
+pub fn tag_list(tags: &[String]) -> String {
+    let shown = tags
+        .iter()
+        .take(TAGS_SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match tags.len().saturating_sub(TAGS_SHOWN) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 /// A byte count for people: `512 B`, `3.4 KiB`, `12.0 MiB`.
 pub fn size_text(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -399,9 +418,93 @@ mod tests {
         assert_eq!(summary("first\nsecond", 20), "first…");
         assert_eq!(summary("abcdef", 3), "abc…");
         assert_eq!(summary("", 3), "");
+        let names: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+        assert_eq!(tag_list(&names[..2]), "t0, t1");
+        assert_eq!(
+            tag_list(&names),
+            "t0, t1, t2, t3, t4, t5, t6, t7, t8, t9 and 2 more"
+        );
+        assert_eq!(tag_list(&[]), "");
         let t = time_text(86_400 + 3_723);
         assert_eq!(t.iso, "1970-01-02T01:02:03Z");
         assert_eq!(t.text, "1970-01-02 01:02 UTC");
+    }
+
+    fn layout() -> Layout {
+        Layout {
+            user: Some("<b>eve</b>".into()),
+            csrf: "tok\"en".into(),
+            query: "\"><script>alert(1)</script>".into(),
+            notice: None,
+            style: "/-/static/style.css",
+            registry_host: "registry.example:443".into(),
+        }
+    }
+
+    fn repository(description: &str) -> Repository {
+        Repository {
+            name: "alice/app".into(),
+            namespace: "alice".into(),
+            owner: "alice".into(),
+            visibility: crate::index::store::Visibility::Public,
+            description: description.into(),
+            created_at: 0,
+            pushed_at: Some(60),
+        }
+    }
+
+    /// Text from users and pushers reaches the page escaped, in text and in attributes.
+    #[test]
+    fn pages_escape_what_users_wrote() {
+        let xss = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+        let repo = repository(xss);
+        let (tag_pager, _) = Pager::new(1, 1, "Tag pages", |n| format!("?page={n}"));
+        let (manifest_pager, _) = Pager::new(0, 1, "Manifest pages", |n| format!("?mpage={n}"));
+        let mut tag = TagRow::new(
+            "alice/app",
+            "registry.example:443",
+            &TagRecord {
+                tag: "v1".into(),
+                digest: "sha256:\"onmouseover=\"x".into(),
+                media_type: "<i>type</i>".into(),
+                size: 2048,
+                pushed_at: 60,
+                pusher: None,
+            },
+        );
+        tag.platforms = vec!["<b>linux</b>/amd64".into()];
+        let page = RepositoryPage {
+            layout: layout(),
+            repo: RepoView::new(&repo, true),
+            pull: None,
+            content_local: true,
+            may_delete: true,
+            tags: vec![tag],
+            tag_pager,
+            manifests: Vec::new(),
+            manifest_pager,
+        };
+        let html = page.render().unwrap();
+        for raw in ["<script", "<img", "<b>", "<i>", "\"onmouseover", "tok\"en"] {
+            assert!(!html.contains(raw), "{raw} reached the page unescaped");
+        }
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
+        assert!(html.contains("docker pull registry.example:443/alice/app:v1"));
+        assert!(html.contains("<html lang=\"en\">"));
+
+        let (pager, _) = Pager::new(60, 2, "Repository list pages", |n| format!("/?page={n}"));
+        let home = HomePage {
+            layout: layout(),
+            query: xss.into(),
+            total: 1,
+            repos: vec![RepoRow::new(&repo)],
+            pager,
+        }
+        .render()
+        .unwrap();
+        assert!(!home.contains("<script") && !home.contains("<img"));
+        assert!(home.contains("Page 2 of 3"));
+        assert!(home.contains("rel=\"prev\"") && home.contains("rel=\"next\""));
     }
 
     #[test]
