@@ -125,6 +125,19 @@ async fn seed(server: &TestServer) -> Value {
     let index = multi
         .push_manifest(MULTI, "latest", OCI_INDEX, &manifest_bytes(&index))
         .await;
+    let r = api(
+        server,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/repositories/{MULTI}"),
+        ALICE,
+    )
+    .json(&json!({
+        "description": "The demo service, built for linux/amd64 and linux/arm64.\n\nPull `latest`; the platform-specific tags are for debugging.",
+    }))
+    .send()
+    .await
+    .unwrap();
+    expect_status(r, 200).await;
     json!({
         "app_v1": v1.digest,
         "secret_v1": secret_image.digest,
