@@ -31,6 +31,7 @@ use crate::auth::{AuthError, Identity};
 use crate::events::EventBatch;
 use crate::index::api_community;
 use crate::index::endpoint::EmbeddedIndex;
+use crate::index::manage::{self, ManageError};
 use crate::index::store::{CollaboratorAccess, Repository, StoreError, Visibility};
 use crate::index::token::rfc3339;
 use crate::registry::errors::{Code, RegistryError};
@@ -45,8 +46,7 @@ const SUB: &str = "/-/";
 
 /// Largest JSON body accepted by the API (an event batch is the largest).
 const MAX_BODY: usize = 1024 * 1024;
-/// Longest description kept.
-pub const MAX_DESCRIPTION: usize = 4096;
+pub use crate::index::manage::MAX_DESCRIPTION;
 const DEFAULT_PER_PAGE: usize = 25;
 const MAX_PER_PAGE: usize = 100;
 
@@ -406,21 +406,14 @@ pub(super) fn load_visible(
     who: &Identity,
     name: &str,
 ) -> Result<Option<Repository>, StoreError> {
-    let Some(repo) = index.store.repository(name)? else {
-        return Ok(None);
-    };
-    let rules = index.auth.state();
-    Ok(index
-        .policy(&rules)
-        .may_pull_existing(who, &repo)?
-        .then_some(repo))
+    manage::visible_repository(index, who, name)
 }
 
 async fn details(index: &Arc<EmbeddedIndex>, who: Identity, name: String) -> ApiResult {
     let index = index.clone();
     joined(
         tokio::task::spawn_blocking(move || -> ApiResult {
-            let repo = load_visible(&index, &who, &name)
+            let repo = manage::visible_repository(&index, &who, &name)
                 .map_err(store_failed)?
                 .ok_or_else(not_found)?;
             let rules = index.auth.state();
@@ -479,25 +472,33 @@ fn collaborators_json(list: &[crate::index::store::Collaborator]) -> Value {
         .collect::<Vec<_>>())
 }
 
-/// Loads `name` for a management action by `who`: 404 when they may not even see it, 403
-/// when they see it but do not own it.
+/// A management failure as the API answers it: 404 when the caller may not even see the
+/// repository, 403 when they see it but do not manage it.
+fn manage_failed(e: ManageError) -> RegistryError {
+    match e {
+        ManageError::NotFound => not_found(),
+        e @ ManageError::Forbidden => {
+            RegistryError::new(StatusCode::FORBIDDEN, Code::Denied, e.to_string())
+        }
+        e @ (ManageError::DeletesDisabled | ManageError::NoLocalRegistry) => {
+            RegistryError::unsupported(StatusCode::METHOD_NOT_ALLOWED, e.to_string())
+        }
+        ManageError::Invalid(message) => bad_request(message),
+        ManageError::Store(e) => store_failed(e),
+        e @ (ManageError::Content(_) | ManageError::Task(_)) => {
+            tracing::error!(error = %e, "repository management failed");
+            RegistryError::internal()
+        }
+    }
+}
+
+/// Loads `name` for a management action by `who` (see [`manage_failed`]).
 pub(crate) fn load_managed(
     index: &EmbeddedIndex,
     who: &Identity,
     name: &str,
 ) -> Result<Repository, RegistryError> {
-    let repo = load_visible(index, who, name)
-        .map_err(store_failed)?
-        .ok_or_else(not_found)?;
-    let rules = index.auth.state();
-    if !index.policy(&rules).may_manage(who, name) {
-        return Err(RegistryError::new(
-            StatusCode::FORBIDDEN,
-            Code::Denied,
-            "only the namespace's owners and administrators manage this repository",
-        ));
-    }
-    Ok(repo)
+    manage::managed_repository(index, who, name).map_err(manage_failed)
 }
 
 #[derive(Deserialize)]
@@ -516,14 +517,7 @@ async fn update(
     require_user(index, &who)?;
     let change: Update = read_json(body).await?;
     if let Some(d) = &change.description {
-        if d.chars().count() > MAX_DESCRIPTION {
-            return Err(bad_request(format!(
-                "description longer than {MAX_DESCRIPTION} characters"
-            )));
-        }
-        if d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(bad_request("description contains control characters"));
-        }
+        manage::check_description(d).map_err(manage_failed)?;
     }
     let index = index.clone();
     joined(
@@ -625,54 +619,13 @@ async fn remove_collaborator(
     )?
 }
 
-/// Deletes the repository: its content on the registry in this process (tags, manifests,
-/// links; blobs go with garbage collection), every record of it here, and, for the other
-/// registries this index serves, a deletion they carry out when they next report in.
+/// Deletes the repository everywhere (see [`manage::delete_repository`]); the answer
+/// names the other registries that delete its content when they next report in.
 async fn delete_repository(index: &Arc<EmbeddedIndex>, who: Identity, name: String) -> ApiResult {
     require_user(index, &who)?;
-    {
-        let index = index.clone();
-        let (who, name) = (who.clone(), name.clone());
-        joined(
-            tokio::task::spawn_blocking(move || load_managed(&index, &who, &name).map(|_| ()))
-                .await,
-        )??;
-    }
-    if !index.auth.state().deletes_allowed() {
-        return Err(RegistryError::unsupported(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "deletes are disabled on this registry ([auth] allow_delete = false)",
-        ));
-    }
-    // Content first: should it fail, the records stay and the delete can be retried.
-    if let Some(local) = &index.local_registry {
-        local.delete_repository(&name).await.map_err(|e| {
-            tracing::error!(repository = %name, error = %e, "deleting the repository's content failed");
-            RegistryError::internal()
-        })?;
-    }
-    let remote: Vec<String> = index
-        .services
-        .iter()
-        .filter(|s| {
-            index
-                .local_registry
-                .as_ref()
-                .is_none_or(|l| l.service() != s.as_str())
-        })
-        .cloned()
-        .collect();
-    let store_index = index.clone();
-    let (n, r) = (name.clone(), remote.clone());
-    joined(
-        tokio::task::spawn_blocking(move || {
-            store_index.store.delete_repository(&n)?;
-            store_index.store.queue_deletion(&n, &r, now())
-        })
-        .await,
-    )?
-    .map_err(store_failed)?;
-    tracing::info!(target: "audit", event = "repository_deleted", repository = %name, user = who.display_name());
+    let remote = manage::delete_repository(index, &who, &name)
+        .await
+        .map_err(manage_failed)?;
     Ok(Reply::new(StatusCode::ACCEPTED).json(&json!({
         "deleted": name,
         "pending_registries": remote,
@@ -744,10 +697,7 @@ async fn receive_events(
 }
 
 pub(super) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    manage::unix_now()
 }
 
 #[cfg(test)]

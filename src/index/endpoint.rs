@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use base64::Engine as _;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
@@ -60,17 +61,35 @@ pub struct EmbeddedIndex {
     pub public_host: String,
     /// Webhooks (`[index.webhooks]`); `None` when disabled: nothing is queued or sent.
     pub webhooks: Option<Arc<crate::index::webhooks::Webhooks>>,
+    /// The web UI's signed-in sessions (in memory: a restart signs everyone out).
+    pub web_sessions: crate::index::web::session::Sessions,
 }
+
+/// A boxed future, as the object-safe [`LocalRegistry`] returns them.
+pub type LocalFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'a>>;
 
 /// The registry in the same process, as the index needs it.
 pub trait LocalRegistry: Send + Sync {
     /// Its service name (`aud` of its tokens).
     fn service(&self) -> &str;
     /// Removes a whole repository's tags, manifests and links; `Ok(false)` when it had none.
-    fn delete_repository<'a>(
+    fn delete_repository<'a>(&'a self, name: &'a str) -> LocalFuture<'a, bool>;
+    /// The bytes of manifest `digest` when repository `name` holds it (the web UI shows
+    /// platforms, config and layers from them); `Ok(None)` when it does not, or when the
+    /// name or digest is malformed.
+    fn manifest<'a>(&'a self, name: &'a str, digest: &'a str) -> LocalFuture<'a, Option<Bytes>>;
+    /// The bytes of blob `digest` (an image config) when repository `name` links it and it
+    /// is at most `max_len` bytes; `Ok(None)` otherwise.
+    fn blob<'a>(
         &'a self,
         name: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, String>> + Send + 'a>>;
+        digest: &'a str,
+        max_len: u64,
+    ) -> LocalFuture<'a, Option<Bytes>>;
+    /// Removes tag `tag` of `name` (the manifest stays); `Ok(false)` when there was no such
+    /// tag. The caller records the delete in the index.
+    fn delete_tag<'a>(&'a self, name: &'a str, tag: &'a str) -> LocalFuture<'a, bool>;
 }
 
 /// The shared secret registries present with their events; compared in constant time and

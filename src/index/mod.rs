@@ -6,8 +6,9 @@
 //! is the metadata database (repositories, tags and checksums, collaborators, refresh
 //! tokens); `namespaces` and `policy` decide who may do what; `ingest` applies registry
 //! events; `api` is the JSON API under `/api/v1/` and `/v1/search`, `api_community` its
-//! stars and comments. `webhooks` announces pushes and deletes to configured URLs (its
-//! outbox is in `store`, its API in `api_webhooks`).
+//! stars and comments; `web` the web UI at `/`; `manage` holds what repository managers do,
+//! shared by the API and the UI. `webhooks` announces pushes and deletes to configured URLs
+//! (its outbox is in `store`, its API in `api_webhooks`).
 
 pub mod api;
 pub mod api_community;
@@ -15,8 +16,10 @@ pub mod api_webhooks;
 pub mod endpoint;
 pub mod ingest;
 pub mod keys;
+pub mod manage;
 pub mod namespaces;
 pub mod policy;
 pub mod store;
 pub mod token;
+pub mod web;
 pub mod webhooks;

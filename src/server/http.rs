@@ -1,7 +1,8 @@
 //! The HTTP adapter: one warp filter that takes every request apart (method, decoded path,
 //! query, headers, streaming body), gives it a request id and an access-log line, hands
-//! `/v2/` requests to the registry and turns its `Reply` into a response. Every answer to a
-//! `HEAD` goes out without a body (HTTP/2 clients break otherwise).
+//! `/v2/` requests to the registry (and `/token`, `/api/v1/`, `/v1/search` and the web UI
+//! at `/`, `/r/…`, `/-/…` to the embedded index) and turns its `Reply` into a response.
+//! Every answer to a `HEAD` goes out without a body (HTTP/2 clients break otherwise).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -154,6 +155,26 @@ async fn serve_request<S: Storage>(
                 }
             };
             return crate::index::api::handle(
+                index,
+                method,
+                &decoded,
+                query,
+                &headers,
+                body,
+                peer.map(|p| p.0.ip()),
+            )
+            .await;
+        }
+    }
+    if crate::index::web::is_ui_path(path.as_str()) {
+        if let Some(index) = ctx.gate.index() {
+            let Ok(decoded) = percent_encoding::percent_decode_str(path.as_str()).decode_utf8()
+            else {
+                return Reply::error(&RegistryError::from(
+                    crate::registry::names::NameError::Name,
+                ));
+            };
+            return crate::index::web::handle(
                 index,
                 method,
                 &decoded,

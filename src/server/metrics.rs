@@ -64,6 +64,7 @@ pub fn route_label(path: &str) -> &'static str {
         Some(Route::Referrers { .. }) => "referrers",
         None if path == "/healthz" || path == "/readyz" => "health",
         None if path == "/metrics" => "metrics",
+        None if crate::index::web::is_ui_path(path) => "ui",
         None => "other",
     }
 }

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -23,9 +24,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{watch_files, AuthMode, AuthState, Authenticator, WatchGuard};
 use crate::config::Config;
+use crate::index::endpoint::LocalFuture;
+use crate::registry::names::{Digest, RepoName, Tag};
 use crate::registry::Registry;
 use crate::server::access::Gate;
-use crate::storage::{FsStorage, Storage};
+use crate::storage::{FsStorage, Storage, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -61,22 +64,90 @@ pub enum ServerError {
 pub const INDEX_DATABASE: &str = "index.db";
 
 /// The registry in this process as the embedded index sees it: whole-repository deletes
-/// go straight to its storage.
+/// go straight to its storage, and the web UI reads manifests and configs and deletes
+/// tags there. A repository's content is only read when the repository links it, as the
+/// registry API would serve it.
 struct LocalRegistryStorage {
     storage: FsStorage,
     service: String,
+    /// `[storage] read_only`: tag deletes are refused as the registry refuses them.
+    read_only: bool,
 }
 
 impl crate::index::endpoint::LocalRegistry for LocalRegistryStorage {
     fn service(&self) -> &str {
         &self.service
     }
-    fn delete_repository<'a>(
+
+    fn delete_repository<'a>(&'a self, name: &'a str) -> LocalFuture<'a, bool> {
+        Box::pin(delete_local_repository(&self.storage, name))
+    }
+
+    fn manifest<'a>(&'a self, name: &'a str, digest: &'a str) -> LocalFuture<'a, Option<Bytes>> {
+        Box::pin(async move {
+            let (Ok(repo), Ok(digest)) = (RepoName::parse(name), Digest::parse(digest)) else {
+                return Ok(None);
+            };
+            if !self
+                .storage
+                .manifest_linked(&repo, &digest)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Ok(None);
+            }
+            match self.storage.blob_read_all(&digest).await {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(StorageError::NotFound) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn blob<'a>(
         &'a self,
         name: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, String>> + Send + 'a>>
-    {
-        Box::pin(delete_local_repository(&self.storage, name))
+        digest: &'a str,
+        max_len: u64,
+    ) -> LocalFuture<'a, Option<Bytes>> {
+        Box::pin(async move {
+            let (Ok(repo), Ok(digest)) = (RepoName::parse(name), Digest::parse(digest)) else {
+                return Ok(None);
+            };
+            if !self
+                .storage
+                .blob_linked(&repo, &digest)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Ok(None);
+            }
+            match self.storage.blob_size(&digest).await {
+                Ok(Some(size)) if size <= max_len => {}
+                Ok(_) | Err(StorageError::NotFound) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            }
+            match self.storage.blob_read_all(&digest).await {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(StorageError::NotFound) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn delete_tag<'a>(&'a self, name: &'a str, tag: &'a str) -> LocalFuture<'a, bool> {
+        Box::pin(async move {
+            if self.read_only {
+                return Err("the registry is in read-only maintenance mode".to_owned());
+            }
+            let repo = RepoName::parse(name).map_err(|e| e.to_string())?;
+            let tag = Tag::parse(tag).map_err(|e| e.to_string())?;
+            match self.storage.tag_delete(&repo, &tag).await {
+                Ok(()) => Ok(true),
+                Err(StorageError::NotFound) => Ok(false),
+                Err(e) => Err(e.to_string()),
+            }
+        })
     }
 }
 
@@ -278,6 +349,7 @@ fn prepare_token_auth(
             Arc::new(LocalRegistryStorage {
                 storage,
                 service: config.token.service.clone(),
+                read_only: config.storage.read_only,
             }) as Arc<dyn crate::index::endpoint::LocalRegistry>
         });
         let api_verifier = crate::auth::bearer::TokenVerifier::new(
@@ -320,9 +392,10 @@ fn prepare_token_auth(
             api_verifier,
             public_host,
             webhooks,
+            web_sessions: crate::index::web::session::Sessions::new(),
         };
         let index = Arc::new(index);
-        // A password change or removal ends the user's refresh tokens.
+        // A password change or removal ends the user's refresh tokens and web sessions.
         let weak = Arc::downgrade(&index);
         let _ = hook.set(Arc::new(move |before: &AuthState, after: &AuthState| {
             let Some(index) = weak.upgrade() else { return };
@@ -332,6 +405,10 @@ fn prepare_token_auth(
                         if n > 0 {
                             tracing::info!(target: "audit", event = "refresh_tokens_revoked", user = %user, count = n);
                         }
+                    }
+                    let n = index.web_sessions.revoke_user(&user);
+                    if n > 0 {
+                        tracing::info!(target: "audit", event = "web_sessions_ended", user = %user, count = n);
                     }
                 }
             }
