@@ -64,7 +64,7 @@ impl EventsConfig {
     /// Semantic checks beyond the TOML schema; the message names the offending key.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(proxy) = &self.proxy {
-            parse_proxy(proxy)?;
+            crate::client::parse_proxy(proxy, "events.proxy")?;
         }
         if self.poll_secs == 0 || self.poll_secs > 3600 {
             return Err("events.poll_secs: must be between 1 and 3600".into());
@@ -152,20 +152,6 @@ fn parse_index_url(text: &str) -> Result<Url, String> {
             "events.index_url: scheme {other}:// is not supported; use https://"
         )),
     }
-}
-
-pub(super) fn parse_proxy(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("events.proxy: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "events.proxy: scheme {}:// is not supported; use http:// or https://",
-            url.scheme()
-        ));
-    }
-    if url.host().is_none() {
-        return Err("events.proxy: no host".into());
-    }
-    Ok(url)
 }
 
 #[cfg(test)]

@@ -150,43 +150,32 @@ impl EventSender {
         let authorization = SharedSecret::read(secret_file)?.authorization()?;
 
         let timeout = config.timeout();
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
-            // A 2xx from wherever a redirect leads is not the index acknowledging; a
-            // redirect counts as a failed attempt.
-            .redirect(reqwest::redirect::Policy::none())
-            .https_only(endpoint.scheme() == "https")
-            .user_agent(concat!("holdfast/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca_file) = &config.ca_file {
-            let ca_err = |message: String| EventError::Ca {
-                path: ca_file.clone(),
-                message,
-            };
-            let pem = std::fs::read(ca_file).map_err(|e| ca_err(e.to_string()))?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_err(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(ca_err("no PEM certificate in it".into()));
+        let proxy = match &config.proxy {
+            Some(p) => {
+                Some(crate::client::parse_proxy(p, "events.proxy").map_err(EventError::Config)?)
             }
-            // Only this CA: the index's certificate usually comes from its own local CA,
-            // and nothing else should be able to impersonate it.
-            builder = builder.tls_certs_only(certs);
-        }
-        builder = match &config.proxy {
-            Some(proxy) => {
-                let url = super::config::parse_proxy(proxy).map_err(EventError::Config)?;
-                let proxy = reqwest::Proxy::all(url.as_str())
-                    .map_err(|e| EventError::Config(format!("events.proxy: {e}")))?;
-                builder.proxy(proxy)
-            }
-            // The appliance connects nowhere it was not told to: no HTTP(S)_PROXY from
-            // the environment.
-            None => builder.no_proxy(),
+            None => None,
         };
-        let client = builder
-            .build()
-            .map_err(|e| EventError::Client(error_chain(&e)))?;
+        let client = crate::client::build(&crate::client::Outbound {
+            timeout,
+            connect_timeout: timeout.min(MAX_CONNECT_TIMEOUT),
+            https_only: endpoint.scheme() == "https",
+            user_agent: concat!("holdfast/", env!("CARGO_PKG_VERSION")),
+            // Only this CA when given: the index's certificate usually comes from its own
+            // local CA, and nothing else should be able to impersonate it.
+            roots: match &config.ca_file {
+                Some(path) => crate::client::Roots::Only(path),
+                None => crate::client::Roots::System,
+            },
+            proxy: proxy.as_ref(),
+        })
+        .map_err(|e| match e {
+            crate::client::OutboundError::Ca { path, message } => EventError::Ca { path, message },
+            crate::client::OutboundError::Proxy(m) => {
+                EventError::Config(format!("events.proxy: {m}"))
+            }
+            crate::client::OutboundError::Client(m) => EventError::Client(m),
+        })?;
 
         Ok(EventSender {
             outbox,
@@ -357,7 +346,7 @@ impl EventSender {
             .body(body)
             .send()
             .await
-            .map_err(|e| Failure::Network(error_chain(&e)))?;
+            .map_err(|e| Failure::Network(crate::client::error_chain(&e)))?;
         let status = response.status();
         if status.is_success() {
             // An index that asks nothing (or an older one) answers without the list.
@@ -499,18 +488,6 @@ async fn body_excerpt(mut response: reqwest::Response) -> String {
     }
     bytes.truncate(MAX_LOGGED_BODY);
     String::from_utf8_lossy(&bytes).trim().to_owned()
-}
-
-/// An error with its causes: reqwest's own message rarely says what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

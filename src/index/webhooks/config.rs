@@ -99,7 +99,7 @@ impl WebhooksConfig {
     /// Semantic checks beyond the TOML schema; the message names the offending key.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(proxy) = &self.proxy {
-            parse_proxy(proxy)?;
+            crate::client::parse_proxy(proxy, "index.webhooks.proxy")?;
         }
         if !(1..=300).contains(&self.timeout_secs) {
             return Err("index.webhooks.timeout_secs: must be between 1 and 300".into());
@@ -207,20 +207,6 @@ fn host_matches(pattern: &str, host: &str) -> bool {
             .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
         None => pattern == host,
     }
-}
-
-pub(super) fn parse_proxy(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("index.webhooks.proxy: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "index.webhooks.proxy: scheme {}:// is not supported; use http:// or https://",
-            url.scheme()
-        ));
-    }
-    if url.host().is_none() {
-        return Err("index.webhooks.proxy: no host".into());
-    }
-    Ok(url)
 }
 
 #[cfg(test)]

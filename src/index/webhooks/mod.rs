@@ -192,45 +192,34 @@ impl Webhooks {
 /// plus `ca_file`, the configured proxy or none (never the environment's).
 fn build_client(config: &WebhooksConfig) -> Result<reqwest::Client, WebhookError> {
     let timeout = config.timeout();
-    let mut builder = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        // A payload goes only to a configured URL: a redirect, to another host or not, is
-        // a failed attempt, never followed.
-        .redirect(reqwest::redirect::Policy::none())
+    let proxy = match &config.proxy {
+        Some(p) => Some(
+            crate::client::parse_proxy(p, "index.webhooks.proxy").map_err(WebhookError::Config)?,
+        ),
+        None => None,
+    };
+    crate::client::build(&crate::client::Outbound {
+        timeout,
+        connect_timeout: timeout,
         // Checked again per request: a hook stored while http was allowed is not sent in
         // clear text after the operator turned that off.
-        .https_only(!config.allow_http)
-        .user_agent(concat!("holdfast-webhooks/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca_file) = &config.ca_file {
-        let ca_err = |message: String| WebhookError::Ca {
-            path: ca_file.clone(),
-            message,
-        };
-        let pem = std::fs::read(ca_file).map_err(|e| ca_err(e.to_string()))?;
-        let certs =
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_err(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(ca_err("no PEM certificate in it".into()));
-        }
+        https_only: !config.allow_http,
+        user_agent: concat!("holdfast-webhooks/", env!("CARGO_PKG_VERSION")),
         // Added to the system's roots: receivers are usually public services, sometimes
         // behind an internal CA.
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder = match &config.proxy {
-        Some(proxy) => {
-            let url = config::parse_proxy(proxy).map_err(WebhookError::Config)?;
-            let proxy = reqwest::Proxy::all(url.as_str())
-                .map_err(|e| WebhookError::Config(format!("index.webhooks.proxy: {e}")))?;
-            builder.proxy(proxy)
+        roots: match &config.ca_file {
+            Some(path) => crate::client::Roots::SystemAnd(path),
+            None => crate::client::Roots::System,
+        },
+        proxy: proxy.as_ref(),
+    })
+    .map_err(|e| match e {
+        crate::client::OutboundError::Ca { path, message } => WebhookError::Ca { path, message },
+        crate::client::OutboundError::Proxy(m) => {
+            WebhookError::Config(format!("index.webhooks.proxy: {m}"))
         }
-        // The appliance connects nowhere it was not told to: no HTTP(S)_PROXY from the
-        // environment.
-        None => builder.no_proxy(),
-    };
-    builder
-        .build()
-        .map_err(|e| WebhookError::Client(e.to_string()))
+        crate::client::OutboundError::Client(m) => WebhookError::Client(m),
+    })
 }
 
 /// Checks a hook secret: [`config::MIN_SECRET_LEN`] to [`config::MAX_SECRET_LEN`]

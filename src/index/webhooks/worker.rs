@@ -281,7 +281,7 @@ async fn send(
         .send()
         .await
         // Without the URL: it may carry a token in its query, and errors are logged.
-        .map_err(|e| Failure::Network(error_chain(&e.without_url())))?;
+        .map_err(|e| Failure::Network(crate::client::error_chain(&e.without_url())))?;
     let status = response.status();
     if status.is_success() {
         Ok(status.as_u16())
@@ -303,18 +303,6 @@ fn backoff(base: u64, max: u64, attempts: u32) -> u64 {
     // At most `max` (≤ 86400) times 1.2: the cast back cannot truncate.
     let jittered = (delay as f64 * factor).round() as u64;
     jittered.clamp(1, max.max(1))
-}
-
-/// An error with its causes: reqwest's own message rarely says what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Resolves once shutdown is requested or can no longer be requested (sender dropped).
