@@ -705,7 +705,7 @@ mod tests {
         assert!(!home.contains("<script") && !home.contains("<img"));
         assert!(home.contains("Page 2 of 3"));
         assert!(home.contains("rel=\"prev\"") && home.contains("rel=\"next\""));
-        assert!(home.contains("Your stars") && home.contains("<td class=\"num stars\">3</td>"));
+        assert!(home.contains("Your stars") && home.contains("<td class=\"stars\">3</td>"));
     }
 
     /// A hook's URL, events and deliveries reach the settings page escaped; the page has
