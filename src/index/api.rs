@@ -400,15 +400,6 @@ async fn docker_search(
     })))
 }
 
-/// Loads `name` if `who` may pull it; else `None` (the caller answers 404).
-pub(super) fn load_visible(
-    index: &EmbeddedIndex,
-    who: &Identity,
-    name: &str,
-) -> Result<Option<Repository>, StoreError> {
-    manage::visible_repository(index, who, name)
-}
-
 async fn details(index: &Arc<EmbeddedIndex>, who: Identity, name: String) -> ApiResult {
     let index = index.clone();
     joined(

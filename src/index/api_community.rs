@@ -3,7 +3,8 @@
 //! comment's text must follow and the per-user comment rate limit; `api` routes here and
 //! lends its helpers (caller authentication, errors, JSON bodies). Everything goes through
 //! the same visibility rule as the rest of the API: a repository the caller may not pull
-//! does not exist for them (404), nor do its stars or comments.
+//! does not exist for them (404), nor do its stars or comments. The rules themselves
+//! (comment text, rate limit, who deletes) are `community`'s, shared with the web UI.
 //!
 //! Routes:
 //! - `PUT|DELETE /api/v1/repositories/<name>/-/stars` — star or unstar (signed in);
@@ -23,11 +24,12 @@ use serde_json::{json, Value};
 
 use crate::auth::Identity;
 use crate::index::api::{
-    bad_request, joined, load_visible, method_not_allowed, not_found, now, number, query_value,
-    read_json, repository_json, store_failed, time, unauthorized, ApiResult,
+    bad_request, joined, method_not_allowed, not_found, number, query_value, read_json,
+    repository_json, store_failed, time, unauthorized, ApiResult,
 };
+use crate::index::community::{self, CommunityError};
 use crate::index::endpoint::EmbeddedIndex;
-use crate::index::store::{Comment, CommentLimit, Posted};
+use crate::index::store::Comment;
 use crate::registry::errors::{Code, RegistryError};
 use crate::registry::Reply;
 use crate::storage::BodyStream;
@@ -36,15 +38,9 @@ pub const STARRED_PATH: &str = "/api/v1/user/starred";
 const STARS: &str = "stars";
 const COMMENTS: &str = "comments";
 
-/// Longest comment accepted, in characters (after trimming).
-pub const MAX_COMMENT_CHARS: usize = 2000;
+pub use community::MAX_COMMENT_CHARS;
 const DEFAULT_COMMENTS_PER_PAGE: usize = 25;
 const MAX_COMMENTS_PER_PAGE: usize = 100;
-/// Enough for a conversation, too little for a flood.
-const COMMENT_LIMIT: CommentLimit = CommentLimit {
-    max: 10,
-    window_secs: 60,
-};
 
 /// Whether `sub` (what follows `/-/` in a repository path) is served here.
 pub fn is_sub_resource(sub: &str) -> bool {
@@ -89,6 +85,25 @@ fn comment_not_found() -> RegistryError {
     RegistryError::new(StatusCode::NOT_FOUND, Code::Unknown, "no such comment")
 }
 
+/// A star or comment action's failure as the API answers it.
+fn community_failed(e: CommunityError) -> RegistryError {
+    match e {
+        CommunityError::NoRepository => not_found(),
+        CommunityError::NoComment => comment_not_found(),
+        e @ CommunityError::Forbidden => {
+            RegistryError::new(StatusCode::FORBIDDEN, Code::Denied, e.to_string())
+        }
+        CommunityError::Invalid(message) => bad_request(message),
+        e @ CommunityError::Limited { retry_after_secs } => RegistryError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::TooManyRequests,
+            e.to_string(),
+        )
+        .with_header(http::header::RETRY_AFTER, retry_after_secs.to_string()),
+        CommunityError::Store(e) => store_failed(e),
+    }
+}
+
 /// The signed-in caller's user name; 401 with a challenge for anonymous callers.
 fn signed_in(index: &EmbeddedIndex, who: &Identity) -> Result<String, RegistryError> {
     match who.user.as_deref() {
@@ -102,24 +117,8 @@ async fn star(index: &Arc<EmbeddedIndex>, who: Identity, name: String, on: bool)
     let index = index.clone();
     joined(
         tokio::task::spawn_blocking(move || -> ApiResult {
-            // Also for unstarring: answering with the count would tell someone who lost
-            // access that the repository still exists.
-            load_visible(&index, &who, &name)
-                .map_err(store_failed)?
-                .ok_or_else(not_found)?;
-            if on {
-                // False only if the repository was deleted since it was loaded.
-                if !index
-                    .store
-                    .star(&name, &user, now())
-                    .map_err(store_failed)?
-                {
-                    return Err(not_found());
-                }
-            } else {
-                index.store.unstar(&name, &user).map_err(store_failed)?;
-            }
-            let star_count = index.store.star_count(&name).map_err(store_failed)?;
+            let star_count =
+                community::star(&index, &who, &user, &name, on).map_err(community_failed)?;
             Ok(Reply::new(StatusCode::OK).json(&json!({
                 "starred": on,
                 "star_count": star_count,
@@ -144,20 +143,7 @@ pub(super) async fn starred(
     let index = index.clone();
     joined(
         tokio::task::spawn_blocking(move || -> ApiResult {
-            let rules = index.auth.state();
-            let policy = index.policy(&rules);
-            let mut repos = Vec::new();
-            for name in index.store.starred_by(&user).map_err(store_failed)? {
-                let Some(repo) = index.store.repository(&name).map_err(store_failed)? else {
-                    continue;
-                };
-                if policy
-                    .may_pull_existing(&who, &repo)
-                    .map_err(store_failed)?
-                {
-                    repos.push(repo);
-                }
-            }
+            let repos = community::starred(&index, &who, &user).map_err(store_failed)?;
             let names: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
             let stars = index.store.star_counts(&names).map_err(store_failed)?;
             Ok(Reply::new(StatusCode::OK).json(&json!({
@@ -200,20 +186,11 @@ async fn list_comments(
     let index = index.clone();
     joined(
         tokio::task::spawn_blocking(move || -> ApiResult {
-            load_visible(&index, &who, &name)
-                .map_err(store_failed)?
-                .ok_or_else(not_found)?;
-            // One more than asked tells whether there is a next page without a count.
-            let mut comments = index
-                .store
-                .comments(&name, before, limit as u64 + 1)
-                .map_err(store_failed)?;
-            let more = comments.len() > limit;
-            comments.truncate(limit);
-            let next = comments.last().filter(|_| more).map(|c| c.id);
+            let page = community::comments(&index, &who, &name, before, limit)
+                .map_err(community_failed)?;
             Ok(Reply::new(StatusCode::OK).json(&json!({
-                "comments": comments.iter().map(comment_json).collect::<Vec<_>>(),
-                "next": next,
+                "comments": page.comments.iter().map(comment_json).collect::<Vec<_>>(),
+                "next": page.next,
             })))
         })
         .await,
@@ -226,28 +203,10 @@ struct NewComment {
     body: String,
 }
 
-/// The text to store for a posted comment: trimmed, not empty, at most
-/// [`MAX_COMMENT_CHARS`] characters, and free of control characters other than newlines
-/// and tabs (a carriage return, escape sequences or NUL have no place in plain text and
-/// could mislead a terminal or a careless renderer). Markup is not refused: it is text
-/// here, and escaping is up to whoever renders it.
+/// The text to store for a posted comment (see [`community::check_comment`]), or the
+/// 400 saying what is wrong with it.
 pub fn comment_body(raw: &str) -> Result<&str, RegistryError> {
-    let body = raw.trim();
-    if body.is_empty() {
-        return Err(bad_request("the comment is empty"));
-    }
-    if body.chars().count() > MAX_COMMENT_CHARS {
-        return Err(bad_request(format!(
-            "comment longer than {MAX_COMMENT_CHARS} characters"
-        )));
-    }
-    if body
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(bad_request("comment contains control characters"));
-    }
-    Ok(body)
+    community::check_comment(raw).map_err(community_failed)
 }
 
 async fn post_comment(
@@ -262,28 +221,9 @@ async fn post_comment(
     let index = index.clone();
     joined(
         tokio::task::spawn_blocking(move || -> ApiResult {
-            load_visible(&index, &who, &name)
-                .map_err(store_failed)?
-                .ok_or_else(not_found)?;
-            match index
-                .store
-                .add_comment_within(&name, &user, &text, now(), COMMENT_LIMIT)
-                .map_err(store_failed)?
-            {
-                Posted::Added(comment) => {
-                    Ok(Reply::new(StatusCode::CREATED).json(&comment_json(&comment)))
-                }
-                Posted::NoRepository => Err(not_found()),
-                Posted::Limited { retry_after_secs } => Err(RegistryError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Code::TooManyRequests,
-                    format!(
-                        "at most {} comments per {} seconds; try again later",
-                        COMMENT_LIMIT.max, COMMENT_LIMIT.window_secs
-                    ),
-                )
-                .with_header(http::header::RETRY_AFTER, retry_after_secs.to_string())),
-            }
+            let comment = community::post_comment(&index, &who, &user, &name, &text)
+                .map_err(community_failed)?;
+            Ok(Reply::new(StatusCode::CREATED).json(&comment_json(&comment)))
         })
         .await,
     )?
@@ -299,33 +239,7 @@ async fn delete_comment(
     let index = index.clone();
     joined(
         tokio::task::spawn_blocking(move || -> ApiResult {
-            load_visible(&index, &who, &name)
-                .map_err(store_failed)?
-                .ok_or_else(not_found)?;
-            let comment = index
-                .store
-                .comment(&name, id)
-                .map_err(store_failed)?
-                .ok_or_else(comment_not_found)?;
-            let rules = index.auth.state();
-            let manager = index.policy(&rules).may_manage(&who, &name);
-            if comment.author != user && !manager {
-                return Err(RegistryError::new(
-                    StatusCode::FORBIDDEN,
-                    Code::Denied,
-                    "only the comment's author, the repository's owners and administrators \
-                     delete a comment",
-                ));
-            }
-            if !index
-                .store
-                .delete_comment(&name, id)
-                .map_err(store_failed)?
-            {
-                // Deleted by someone else in between.
-                return Err(comment_not_found());
-            }
-            tracing::info!(target: "audit", event = "comment_deleted", repository = %name, comment = id, author = comment.author.as_str(), user = who.display_name());
+            community::delete_comment(&index, &who, &user, &name, id).map_err(community_failed)?;
             Ok(Reply::new(StatusCode::NO_CONTENT))
         })
         .await,

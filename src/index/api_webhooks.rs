@@ -4,7 +4,8 @@
 //! access rules are the other management actions': a repository the caller may not see
 //! is 404, one they see but do not manage is 403. Secrets are write-only: no answer ever
 //! contains one. While `[index.webhooks] enabled = false`, every route answers 404 saying
-//! so.
+//! so. The registration rules, the hook limit and the audited changes are
+//! `webhooks::owners`', shared with the web UI.
 //!
 //! Routes (`<name>` is the repository, `<id>` a hook id, `<delivery>` a delivery id):
 //! - `GET /api/v1/repositories/<name>/-/webhooks` — the hooks
@@ -28,15 +29,15 @@ use crate::index::api::{
     store_failed, time, ApiResult,
 };
 use crate::index::endpoint::EmbeddedIndex;
-use crate::index::store::{Delivery, DeliveryStatus, HookRef, NewWebhook, Webhook, WebhookEvent};
-use crate::index::webhooks::{check_secret, config, Webhooks};
+use crate::index::store::{Delivery, DeliveryStatus, HookRef, Webhook, WebhookEvent};
+use crate::index::webhooks::owners::{self, RegisterError};
+use crate::index::webhooks::Webhooks;
 use crate::registry::errors::{Code, RegistryError};
 use crate::storage::BodyStream;
 
 /// The global hooks' routes live under this prefix.
 pub const GLOBAL_PREFIX: &str = "/api/v1/webhooks/";
-/// Most hooks one repository may have.
-pub const MAX_HOOKS_PER_REPOSITORY: usize = 20;
+pub use owners::MAX_HOOKS_PER_REPOSITORY;
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 
@@ -216,37 +217,37 @@ async fn create(
     body: BodyStream,
 ) -> ApiResult {
     let registration: Registration = read_json(body).await?;
-    let url = config::check_url(&registration.url, hooks.allow_http(), hooks.allowed_hosts())
-        .map_err(|e| bad_request(format!("url: {e}")))?;
-    check_secret(&registration.secret).map_err(bad_request)?;
-    config::check_events(&registration.events).map_err(|e| bad_request(format!("events: {e}")))?;
+    let url = owners::check_registration(
+        hooks,
+        &registration.url,
+        &registration.secret,
+        &registration.events,
+    )
+    .map_err(register_failed)?;
     let index = index.clone();
     joined(
         tokio::task::spawn_blocking(move || -> ApiResult {
             load_managed(&index, &who, &name)?;
-            let new = NewWebhook {
-                repository: name.clone(),
-                url: url.to_string(),
-                secret: crate::index::store::WebhookSecret::new(registration.secret),
-                events: registration.events,
-                created_by: who.display_name().to_owned(),
-                created_at: now(),
-            };
-            let hook = index
-                .store
-                .create_webhook(&new, MAX_HOOKS_PER_REPOSITORY)
-                .map_err(store_failed)?
-                .ok_or_else(|| {
-                    bad_request(format!(
-                        "a repository has at most {MAX_HOOKS_PER_REPOSITORY} webhooks"
-                    ))
-                })?;
-            // The host only: a URL's path or query may carry a receiver's token.
-            tracing::info!(target: "audit", event = "webhook_created", repository = %name, hook = hook.id, host = url.host_str().unwrap_or(""), user = who.display_name());
+            let hook = owners::register(
+                &index,
+                &who,
+                &name,
+                &url,
+                registration.secret,
+                registration.events,
+            )
+            .map_err(register_failed)?;
             Ok(crate::registry::Reply::new(StatusCode::CREATED).json(&webhook_json(&hook)))
         })
         .await,
     )?
+}
+
+fn register_failed(e: RegisterError) -> RegistryError {
+    match e {
+        RegisterError::Invalid(message) => bad_request(message),
+        RegisterError::Store(e) => store_failed(e),
+    }
 }
 
 async fn remove(index: &Arc<EmbeddedIndex>, who: Identity, name: String, id: i64) -> ApiResult {
@@ -254,14 +255,9 @@ async fn remove(index: &Arc<EmbeddedIndex>, who: Identity, name: String, id: i64
     joined(
         tokio::task::spawn_blocking(move || -> ApiResult {
             load_managed(&index, &who, &name)?;
-            if !index
-                .store
-                .delete_webhook(&name, id)
-                .map_err(store_failed)?
-            {
+            if !owners::remove(&index, &who, &name, id).map_err(store_failed)? {
                 return Err(hook_not_found());
             }
-            tracing::info!(target: "audit", event = "webhook_deleted", repository = %name, hook = id, user = who.display_name());
             Ok(crate::registry::Reply::new(StatusCode::NO_CONTENT))
         })
         .await,
@@ -296,33 +292,24 @@ async fn deliveries(
     )?
 }
 
-/// Sets `delivery` of `hook` pending again, due now (same id, same body), and wakes the
-/// worker. The caller has checked the caller may manage `hook`.
+/// Sends `delivery` of `hook` again (see [`owners::redeliver`]). The caller has checked
+/// the caller may manage `hook`.
 async fn redeliver(
     index: &Arc<EmbeddedIndex>,
-    hooks: &Webhooks,
+    hooks: &Arc<Webhooks>,
     who: &Identity,
     hook: HookRef,
     delivery: String,
 ) -> ApiResult {
-    let store_index = index.clone();
-    let (h, d) = (hook.clone(), delivery.clone());
+    let (index, hooks, who) = (index.clone(), hooks.clone(), who.clone());
     let found = joined(
-        tokio::task::spawn_blocking(move || -> Result<Option<Delivery>, RegistryError> {
-            if !store_index
-                .store
-                .redeliver(&h, &d, now())
-                .map_err(store_failed)?
-            {
-                return Ok(None);
-            }
-            store_index.store.delivery(&d).map_err(store_failed)
+        tokio::task::spawn_blocking(move || {
+            owners::redeliver(&index, &hooks, &who, &hook, &delivery)
         })
         .await,
-    )??
+    )?
+    .map_err(store_failed)?
     .ok_or_else(delivery_not_found)?;
-    hooks.wake();
-    tracing::info!(target: "audit", event = "webhook_redelivered", delivery = %delivery, repository = %found.repository, user = who.display_name());
     Ok(crate::registry::Reply::new(StatusCode::ACCEPTED).json(&delivery_json(&found)))
 }
 
@@ -393,10 +380,4 @@ pub async fn global(
         }
         _ => Err(no_such_endpoint()),
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -6,13 +6,15 @@
 //! is the metadata database (repositories, tags and checksums, collaborators, refresh
 //! tokens); `namespaces` and `policy` decide who may do what; `ingest` applies registry
 //! events; `api` is the JSON API under `/api/v1/` and `/v1/search`, `api_community` its
-//! stars and comments; `web` the web UI at `/`; `manage` holds what repository managers do,
-//! shared by the API and the UI. `webhooks` announces pushes and deletes to configured URLs
-//! (its outbox is in `store`, its API in `api_webhooks`).
+//! stars and comments; `web` the web UI at `/`; `manage` holds what repository managers do
+//! and `community` the rules of stars and comments, both shared by the API and the UI.
+//! `webhooks` announces pushes and deletes to configured URLs (its outbox is in `store`,
+//! its API in `api_webhooks`).
 
 pub mod api;
 pub mod api_community;
 pub mod api_webhooks;
+pub mod community;
 pub mod endpoint;
 pub mod ingest;
 pub mod keys;

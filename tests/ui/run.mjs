@@ -8,7 +8,7 @@
 // one certificate and no other; requests made from Node (the CSRF checks) trust the
 // server's CA through NODE_EXTRA_CA_CERTS, which the Rust test sets.
 
-import { chromium } from 'playwright-core';
+import { chromium, request } from 'playwright-core';
 import { createHash, X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,8 +41,14 @@ const privateRepo = env('HOLDFAST_UI_PRIVATE_REPO');
 const privateDigest = env('HOLDFAST_UI_PRIVATE_DIGEST');
 const multiRepo = env('HOLDFAST_UI_MULTI_REPO');
 const multiDigest = env('HOLDFAST_UI_MULTI_DIGEST');
+const publicComment = env('HOLDFAST_UI_PUBLIC_COMMENT');
+const service = env('HOLDFAST_UI_SERVICE');
+const hookUrl = env('HOLDFAST_UI_HOOK_URL');
+const hookSecret = env('HOLDFAST_UI_HOOK_SECRET');
 
 const XSS = '<script>alert(1)</script><img src=x onerror=alert(2)>';
+const COMMENT_XSS = '<script>alert(1)</script><img src=x onerror=alert(3)>';
+const COMMENT = 'Rebuilt on the new base image.\nBoth tags pass the smoke tests.';
 const SESSION_COOKIE = '__Host-holdfast-session';
 
 let passed = 0;
@@ -117,6 +123,29 @@ async function rowHeaders(page, table) {
 
 async function mainText(page) {
   return (await page.locator('main').innerText()).trim();
+}
+
+async function text(locator) {
+  return ((await locator.textContent()) || '').trim();
+}
+
+// The session's CSRF token, as every form of the page carries it.
+async function csrfOf(page) {
+  return page.locator('input[name=csrf]').first().inputValue();
+}
+
+// Waits until `done()` holds, reloading `page` between tries.
+async function eventually(page, done, what, seconds = 30) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    if (await done()) return true;
+    if (Date.now() > deadline) {
+      console.log(`gave up waiting for ${what}`);
+      return false;
+    }
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
 }
 
 const owners = await newPage();
@@ -267,6 +296,143 @@ await step('delete a tag, with confirmation', async () => {
   check(JSON.stringify(tags) === JSON.stringify(['latest', 'v1']), 'the tag is gone', tags);
 });
 
+await step('star and unstar: the count follows, and the home page lists your stars', async () => {
+  await page.goto(url(`/r/${repo}`));
+  check((await text(page.locator('#star-count'))) === '0 stars', 'no stars yet', await text(page.locator('#star-count')));
+  await submit(page, page.getByRole('button', { name: /^Star\b/ }), /done=starred/);
+  check((await text(page.locator('#star-count'))) === '1 star', 'starring counts', await text(page.locator('#star-count')));
+  check((await page.getByRole('button', { name: /^Unstar\b/ }).count()) === 1, 'the button now unstars');
+  await page.goto(url('/'));
+  const starred = await rowHeaders(page, 'table.starred');
+  check(starred.includes(repo), '"Your stars" lists it', starred);
+  await page.screenshot({ path: join(artifacts, 'home-stars.png'), fullPage: true });
+  const cell = page.locator('table.repos tbody tr', { has: page.getByRole('link', { name: repo, exact: true }) }).locator('td.stars');
+  check((await text(cell)) === '1', 'the list shows its star count', await text(cell));
+  await page.goto(url(`/r/${repo}`));
+  await submit(page, page.getByRole('button', { name: /^Unstar\b/ }), /done=unstarred/);
+  check((await text(page.locator('#star-count'))) === '0 stars', 'unstarring counts down', await text(page.locator('#star-count')));
+  await page.goto(url('/'));
+  check(!(await rowHeaders(page, 'table.starred')).includes(repo), 'and it leaves "Your stars"');
+});
+
+await step('comments: posted, shown newest first as plain text with their line breaks', async () => {
+  await page.goto(url(`/r/${repo}`));
+  check((await page.locator('#no-comments').count()) === 1, 'no comments yet');
+  const box = page.getByRole('textbox', { name: /^Add a comment/ });
+  await box.fill(COMMENT);
+  await submit(page, page.getByRole('button', { name: 'Post comment' }), /done=comment-posted/);
+  let first = page.locator('ol.comments li.comment').first();
+  check((await text(first.locator('.author'))) === owner.user, 'the author is shown');
+  check(((await first.locator('time').getAttribute('datetime')) || '').endsWith('Z'), 'and the time');
+  const body = first.locator('.comment-body');
+  check((await body.textContent()) === COMMENT, 'the text is kept exactly', await body.textContent());
+  check((await body.innerText()) === COMMENT, 'its line break shows', await body.innerText());
+  check((await body.evaluate((e) => getComputedStyle(e).whiteSpace)) === 'pre-wrap', 'by CSS white-space: pre-wrap');
+  check((await body.locator('*').count()) === 0, 'with no markup inside');
+
+  await box.fill(COMMENT_XSS);
+  await submit(page, page.getByRole('button', { name: 'Post comment' }), /done=comment-posted/);
+  const bodies = await page.locator('ol.comments .comment-body').allTextContents();
+  check(JSON.stringify(bodies) === JSON.stringify([COMMENT_XSS, COMMENT]), 'newest first, markup shown as text', bodies);
+  check((await page.locator('img').count()) === 0, 'no img element was created');
+  check((await page.locator('script').count()) === 0, 'no script element was created');
+  await page.waitForTimeout(300);
+  check(dialogs.length === 0, 'no dialog fired', dialogs);
+});
+
+await step('comments: an empty one is refused with a clear message, the text kept', async () => {
+  await page.goto(url(`/r/${repo}`));
+  await page.getByRole('textbox', { name: /^Add a comment/ }).fill('   \n  ');
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.url() === url(`/r/${repo}/-/comments`) && r.request().method() === 'POST'),
+    page.getByRole('button', { name: 'Post comment' }).click(),
+  ]);
+  await page.waitForLoadState();
+  check(response.status() === 400, 'answered 400', response.status());
+  const error = await text(page.locator('#comment-error'));
+  check(error.includes('the comment is empty'), 'the reason is shown by the form', error);
+  check((await page.locator('ol.comments li.comment').count()) === 2, 'nothing was posted');
+});
+
+await step("the owner deletes another user's comment", async () => {
+  await page.goto(url(`/r/${publicRepo}`));
+  const theirs = page.locator('ol.comments li.comment', { hasText: publicComment });
+  check((await theirs.count()) === 1, "the other user's comment is listed");
+  await submit(page, theirs.getByRole('button', { name: /^Delete/ }), /done=comment-deleted/);
+  check((await text(page.locator('.notice'))).includes('Comment deleted'), 'a notice confirms');
+  check((await page.locator('ol.comments li.comment', { hasText: publicComment }).count()) === 0, 'the comment is gone');
+});
+
+await step('webhooks: added in the settings, delivered after a push, redelivered', async () => {
+  await page.goto(url(`/r/${repo}/-/settings`));
+  check((await page.locator('#webhooks-disabled').count()) === 0, 'webhooks are on');
+  check((await page.getByRole('checkbox', { name: /^push/ }).isChecked()), 'push is ticked by default');
+  // A URL the rules refuse: the reason is shown, the URL kept, the secret not sent back.
+  await page.getByLabel(/^Payload URL/).fill('ftp://hooks.example/x');
+  await page.getByLabel(/^Secret/).fill(hookSecret);
+  await submit(page, page.getByRole('button', { name: 'Add webhook' }), /\/-\/webhooks$/);
+  const error = await text(page.locator('#settings-error'));
+  check(error.includes('scheme ftp:// is not supported'), 'a refused URL says why', error);
+  check((await page.getByLabel(/^Payload URL/).inputValue()) === 'ftp://hooks.example/x', 'the URL is kept');
+  check((await page.getByLabel(/^Secret/).inputValue()) === '', 'the secret is not sent back');
+
+  await page.getByLabel(/^Payload URL/).fill(hookUrl);
+  await page.getByLabel(/^Secret/).fill(hookSecret);
+  await submit(page, page.getByRole('button', { name: 'Add webhook' }), /done=webhook-added/);
+  const hook = page.locator('article.hook').first();
+  check((await text(hook.locator('.hook-url'))) === hookUrl, 'the hook is listed with its URL');
+  check((await hook.innerText()).includes('push'), 'and its events');
+  check((await hook.innerText()).includes(`by ${owner.user}`), 'and who added it');
+  check(!(await page.content()).includes(hookSecret), 'its secret is shown nowhere');
+  check((await hook.innerText()).includes('No deliveries yet'), 'no deliveries yet');
+
+  // A push through the registry API, with a token.
+  const api = await request.newContext();
+  const basic = Buffer.from(`${owner.user}:${owner.password}`).toString('base64');
+  const scope = encodeURIComponent(`repository:${repo}:pull,push`);
+  const answer = await api.get(url(`/token?service=${encodeURIComponent(service)}&scope=${scope}`), {
+    headers: { authorization: `Basic ${basic}` },
+  });
+  check(answer.status() === 200, 'a push token', answer.status());
+  const { token } = await answer.json();
+  const auth = { authorization: `Bearer ${token}` };
+  const manifest = await api.get(url(`/v2/${repo}/manifests/v1`), {
+    headers: { ...auth, accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
+  const pushed = await api.put(url(`/v2/${repo}/manifests/hooked`), {
+    headers: { ...auth, 'content-type': manifest.headers()['content-type'] },
+    data: await manifest.body(),
+  });
+  check(pushed.status() === 201, 'the push is accepted', pushed.status());
+  await api.dispose();
+
+  const row = () => page.locator('article.hook').first().locator('table.deliveries tbody tr');
+  const delivered = await eventually(page, async () => (await row().count()) === 1
+    && (await text(row().first().locator('.status'))) === 'delivered', 'the delivery');
+  check(delivered, 'the delivery shows as delivered');
+  const cells = await row().first().locator('td').allTextContents();
+  check(cells[0] === 'push' && cells[2] === '200' && cells[3] === '1', 'with its event, response and attempts', cells);
+
+  await submit(page, page.getByRole('button', { name: /^Redeliver/ }), /done=redelivered/);
+  check((await text(page.locator('.notice'))).includes('sent again'), 'a notice confirms the redelivery');
+  const again = await eventually(page, async () => (await row().count()) === 1
+    && (await text(row().first().locator('.status'))) === 'delivered', 'the redelivery');
+  check(again, 'the same delivery is delivered again');
+  await page.screenshot({ path: join(artifacts, 'settings-webhooks.png'), fullPage: true });
+
+  // A second hook, removed again.
+  await page.getByLabel(/^Payload URL/).fill(`${hookUrl}?second`);
+  await page.getByLabel(/^Secret/).fill(hookSecret);
+  await page.getByRole('checkbox', { name: /^push/ }).uncheck();
+  await page.getByRole('checkbox', { name: /^delete/ }).check();
+  await submit(page, page.getByRole('button', { name: 'Add webhook' }), /done=webhook-added/);
+  check((await page.locator('article.hook').count()) === 2, 'a second hook is listed');
+  const second = page.locator('article.hook').nth(1);
+  check((await second.innerText()).includes('delete'), 'with the events ticked');
+  await submit(page, second.getByRole('button', { name: /^Remove/ }), /done=webhook-removed/);
+  check((await page.locator('article.hook').count()) === 1, 'removing it leaves the first');
+});
+
 await step('a POST without the CSRF token is refused', async () => {
   const form = { visibility: 'public' };
   let r = await owners.context.request.post(url(`/r/${repo}/-/visibility`), { form, maxRedirects: 0 });
@@ -278,6 +444,13 @@ await step('a POST without the CSRF token is refused', async () => {
   check(r.status() === 403, 'a wrong token: 403', r.status());
   r = await owners.context.request.post(url('/-/signout'), { form: {}, maxRedirects: 0 });
   check(r.status() === 403, 'sign-out without the token: 403', r.status());
+  r = await owners.context.request.post(url(`/r/${repo}/-/comments`), { form: { body: 'forged comment' }, maxRedirects: 0 });
+  check(r.status() === 403, 'the comment form without the token: 403', r.status());
+  r = await owners.context.request.post(url(`/r/${repo}/-/star`), { form: {}, maxRedirects: 0 });
+  check(r.status() === 403, 'the star form without the token: 403', r.status());
+  await page.goto(url(`/r/${repo}`));
+  check(!(await mainText(page)).includes('forged comment'), 'no comment was posted');
+  check((await text(page.locator('#star-count'))) === '0 stars', 'no star was added');
   const anon = await anonymous.page.goto(url(`/r/${repo}`));
   check(anon.status() === 404, 'nothing changed: the repository is still private', anon.status());
 });
@@ -302,8 +475,25 @@ await step("a stranger's session sees the private repository nowhere", async () 
     check(r.status() === 404, `${path}: 404`, r.status());
     check((await mainText(p)) === missingText, `${path}: the same page as a missing repository`);
   }
+  // Nor its stars or comments: the forms answer what a missing repository answers.
+  const csrf = await csrfOf(p);
+  for (const [path, form] of [
+    [`/r/${privateRepo}/-/star`, {}],
+    [`/r/${privateRepo}/-/unstar`, {}],
+    [`/r/${privateRepo}/-/comments`, { body: 'let me in' }],
+    [`/r/${privateRepo}/-/comments/1/delete`, {}],
+  ]) {
+    const answer = await strangers.context.request.post(url(path), { form: { ...form, csrf }, maxRedirects: 0 });
+    check(answer.status() === 404, `POST ${path}: 404`, answer.status());
+  }
   const r = await p.goto(url(`/r/${publicRepo}`));
   check(r.status() === 200, 'the public repository is visible');
+  check((await p.getByRole('button', { name: /^Star\b/ }).count()) === 1, 'a signed-in stranger may star it');
+  check((await p.getByRole('textbox', { name: /^Add a comment/ }).count()) === 1, 'and comment on it');
+  const hooks = await strangers.context.request.post(url(`/r/${publicRepo}/-/webhooks`), {
+    form: { csrf, url: 'https://hooks.example/x', secret: 'x'.repeat(20), events: 'push' }, maxRedirects: 0,
+  });
+  check(hooks.status() === 403, 'but not add webhooks to it: 403', hooks.status());
   check((await p.getByRole('link', { name: 'Settings' }).count()) === 0, 'without the settings tab');
   check((await p.getByRole('link', { name: /^Delete/ }).count()) === 0, 'and without delete links');
   const settings = await p.goto(url(`/r/${publicRepo}/-/settings`));

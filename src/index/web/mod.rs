@@ -8,14 +8,20 @@
 //!
 //! Routes (repository names contain `/`; what follows a name comes after `/-/`, which no
 //! name can contain, as in the JSON API):
-//! - `GET /?q=&page=` — repositories the viewer may pull, or those matching `q` (name or
-//!   description)
+//! - `GET /?q=&page=&spage=` — repositories the viewer may pull, or those matching `q`
+//!   (name or description), with star counts; the viewer's stars (`spage`)
 //! - `GET|POST /-/signin`, `POST /-/signout`; `GET /-/static/style.css`
-//! - `GET /r/<name>?page=&mpage=` — the repository: description, tags, manifests
+//! - `GET /r/<name>?page=&mpage=&before=` — the repository: description, stars, tags,
+//!   manifests, comments (newest first; `before` is a comment id, as in the API)
+//! - `POST /r/<name>/-/star`, `…/-/unstar`, `…/-/comments` (`body`),
+//!   `…/-/comments/<id>/delete` — any signed-in viewer who may pull (a comment is
+//!   deleted by its author, the repository's managers and admins)
 //! - `GET /r/<name>/-/manifests/<digest>` — a manifest: config and layers, or the
 //!   platforms of an index
 //! - `GET /r/<name>/-/settings?page=` — owner settings; `POST /r/<name>/-/visibility`,
-//!   `…/-/description`, `…/-/collaborators`, `…/-/collaborators/remove`, `…/-/delete`
+//!   `…/-/description`, `…/-/collaborators`, `…/-/collaborators/remove`, `…/-/delete`,
+//!   and while webhooks are on `…/-/webhooks` (`url`, `secret`, `events`),
+//!   `…/-/webhooks/<id>/delete`, `…/-/webhooks/<id>/deliveries/<delivery>/redeliver`
 //! - `GET|POST /r/<name>/-/tags/<tag>/delete` — confirm, then delete a tag
 
 mod actions;
@@ -34,6 +40,7 @@ use http::{HeaderMap, Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
 use crate::auth::Identity;
+use crate::index::community::CommunityError;
 use crate::index::endpoint::EmbeddedIndex;
 use crate::index::manage::ManageError;
 use crate::index::store::StoreError;
@@ -111,6 +118,10 @@ pub(crate) enum PageError {
     /// No such page or repository, or one the viewer may not see (indistinguishable).
     #[error("not found")]
     NotFound,
+    /// No such thing within a repository the viewer sees (a comment, a webhook, a
+    /// delivery): saying which is safe.
+    #[error("not found: {0}")]
+    NoSuch(&'static str),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
     /// A POST without the right CSRF token (or from another site).
@@ -122,6 +133,12 @@ pub(crate) enum PageError {
     MethodNotAllowed(&'static str),
     #[error("form too large")]
     TooLarge,
+    /// Too many of something in too short a time.
+    #[error("too many requests: {message}")]
+    Limited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -155,6 +172,27 @@ impl From<ManageError> for PageError {
             e @ (ManageError::Store(_) | ManageError::Content(_) | ManageError::Task(_)) => {
                 PageError::Internal(e.to_string())
             }
+        }
+    }
+}
+
+impl From<CommunityError> for PageError {
+    fn from(e: CommunityError) -> Self {
+        match e {
+            CommunityError::NoRepository => PageError::NotFound,
+            CommunityError::NoComment => {
+                PageError::NoSuch("There is no such comment; it may have been deleted already.")
+            }
+            CommunityError::Forbidden => PageError::Forbidden(
+                "Only the comment's author, the repository's owners and administrators delete a \
+                 comment.",
+            ),
+            CommunityError::Invalid(message) => PageError::BadRequest(message),
+            e @ CommunityError::Limited { retry_after_secs } => PageError::Limited {
+                message: e.to_string(),
+                retry_after_secs,
+            },
+            CommunityError::Store(e) => e.into(),
         }
     }
 }
@@ -292,14 +330,44 @@ async fn route(
         "collaborators" => actions::add_collaborator(index, viewer, &name, &form).await,
         "collaborators/remove" => actions::remove_collaborator(index, viewer, &name, &form).await,
         "delete" => actions::delete_repository(index, viewer, &name, &form).await,
-        // Stars, comments and webhooks plug in here: "star", "unstar", "comments",
-        // "comments/<id>/delete", "webhooks", "webhooks/<id>/delete" (each an `actions`
-        // handler; the CSRF check above already covers them).
-        sub => match tag_delete_path(sub) {
-            Some(tag) => actions::delete_tag(index, viewer, &name, tag).await,
-            None => Err(PageError::NotFound),
-        },
+        "star" => actions::star(index, viewer, &name, true).await,
+        "unstar" => actions::star(index, viewer, &name, false).await,
+        "comments" => actions::post_comment(index, viewer, &name, &form).await,
+        "webhooks" => actions::add_webhook(index, viewer, &name, &form).await,
+        sub => {
+            if let Some(tag) = tag_delete_path(sub) {
+                actions::delete_tag(index, viewer, &name, tag).await
+            } else if let Some(id) = id_path(sub, "comments/", "/delete") {
+                actions::delete_comment(index, viewer, &name, id).await
+            } else if let Some(id) = id_path(sub, "webhooks/", "/delete") {
+                actions::remove_webhook(index, viewer, &name, id).await
+            } else if let Some((id, delivery)) = redeliver_path(sub) {
+                actions::redeliver(index, viewer, &name, id, delivery).await
+            } else {
+                Err(PageError::NotFound)
+            }
+        }
     }
+}
+
+/// The id of a `<prefix><id><suffix>` sub-path (`comments/7/delete`); ids are positive.
+fn id_path(sub: &str, prefix: &str, suffix: &str) -> Option<i64> {
+    sub.strip_prefix(prefix)?
+        .strip_suffix(suffix)?
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+}
+
+/// The hook id and delivery id of a `webhooks/<id>/deliveries/<delivery>/redeliver`
+/// sub-path.
+fn redeliver_path(sub: &str) -> Option<(i64, &str)> {
+    let rest = sub.strip_prefix("webhooks/")?.strip_suffix("/redeliver")?;
+    let (id, delivery) = rest.split_once("/deliveries/")?;
+    let id = id.parse::<i64>().ok().filter(|id| *id > 0)?;
+    // Delivery ids are hex; anything else names none.
+    (!delivery.is_empty() && delivery.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some((id, delivery))
 }
 
 /// The tag of a `tags/<tag>/delete` sub-path.
@@ -316,6 +384,14 @@ impl Form {
         self.0
             .iter()
             .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key` (checkboxes sharing a name), in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
 }
@@ -400,6 +476,7 @@ fn error_reply(index: &EmbeddedIndex, viewer: &Viewer, e: PageError) -> Reply {
             "Not found",
             "There is no such page or repository, or you may not see it.".to_owned(),
         ),
+        PageError::NoSuch(why) => (StatusCode::NOT_FOUND, "Not found", (*why).to_owned()),
         PageError::Forbidden(why) => (StatusCode::FORBIDDEN, "Not allowed", (*why).to_owned()),
         PageError::Csrf => (
             StatusCode::FORBIDDEN,
@@ -418,6 +495,11 @@ fn error_reply(index: &EmbeddedIndex, viewer: &Viewer, e: PageError) -> Reply {
             StatusCode::PAYLOAD_TOO_LARGE,
             "Form too large",
             "The form was larger than this site accepts.".to_owned(),
+        ),
+        PageError::Limited { message, .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            format!("{}.", capitalized(message)),
         ),
         PageError::Internal(why) => {
             tracing::error!(error = %why, "web UI request failed");
@@ -439,7 +521,20 @@ fn error_reply(index: &EmbeddedIndex, viewer: &Viewer, e: PageError) -> Reply {
     let reply = html(status, &page);
     match e {
         PageError::MethodNotAllowed(allow) => reply.header(http::header::ALLOW, allow),
+        PageError::Limited {
+            retry_after_secs, ..
+        } => reply.header(http::header::RETRY_AFTER, retry_after_secs.to_string()),
         _ => reply,
+    }
+}
+
+/// `text` with its first letter in upper case: the shared rules' messages are written to
+/// follow a colon.
+pub(crate) fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -511,6 +606,13 @@ pub(crate) fn notice(query: &[(String, String)]) -> Option<&'static str> {
         "collaborator-removed" => "Collaborator removed.",
         "tag-deleted" => "Tag deleted.",
         "repository-deleted" => "Repository deleted.",
+        "starred" => "Starred.",
+        "unstarred" => "Star removed.",
+        "comment-posted" => "Comment posted.",
+        "comment-deleted" => "Comment deleted.",
+        "webhook-added" => "Webhook added.",
+        "webhook-removed" => "Webhook removed.",
+        "redelivered" => "The delivery will be sent again shortly.",
         "signed-out" => "You are signed out.",
         _ => return None,
     })
@@ -547,6 +649,36 @@ mod tests {
         assert_eq!(tag_delete_path("tags/../delete"), None);
         assert_eq!(tag_delete_path("tags//delete"), None);
         assert_eq!(tag_delete_path("tags/v1"), None);
+    }
+
+    #[test]
+    fn community_and_webhook_paths() {
+        assert_eq!(
+            id_path("comments/7/delete", "comments/", "/delete"),
+            Some(7)
+        );
+        assert_eq!(id_path("comments/0/delete", "comments/", "/delete"), None);
+        assert_eq!(id_path("comments/-1/delete", "comments/", "/delete"), None);
+        assert_eq!(id_path("comments/x/delete", "comments/", "/delete"), None);
+        assert_eq!(
+            id_path("webhooks/3/delete", "webhooks/", "/delete"),
+            Some(3)
+        );
+        assert_eq!(id_path("webhooks/3", "webhooks/", "/delete"), None);
+        assert_eq!(
+            redeliver_path("webhooks/3/deliveries/0af9/redeliver"),
+            Some((3, "0af9"))
+        );
+        for bad in [
+            "webhooks/3/deliveries//redeliver",
+            "webhooks/3/deliveries/../redeliver",
+            "webhooks/x/deliveries/0af9/redeliver",
+            "webhooks/3/deliveries/0af9",
+        ] {
+            assert_eq!(redeliver_path(bad), None, "{bad}");
+        }
+        assert_eq!(capitalized("the comment is empty"), "The comment is empty");
+        assert_eq!(capitalized(""), "");
     }
 
     #[test]

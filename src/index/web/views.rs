@@ -1,12 +1,14 @@
 //! The web UI's pages as askama templates (under `templates/`, compiled into the binary
 //! and checked against these structs at build time) and the view models they show. Every
-//! value reaches the HTML through askama's escaping; nothing here is marked safe. The
-//! helpers at the end turn store records into display text (sizes, times, short digests,
-//! paging links).
+//! value reaches the HTML through askama's escaping; nothing here is marked safe (a
+//! comment's line breaks are kept by CSS, not by markup). The helpers at the end turn
+//! store records into display text (sizes, times, short digests, paging links).
 
 use askama::Template;
 
-use crate::index::store::{Collaborator, ManifestRecord, Repository, TagRecord};
+use crate::index::store::{
+    Collaborator, Comment, Delivery, DeliveryStatus, ManifestRecord, Repository, TagRecord, Webhook,
+};
 use crate::index::token::rfc3339;
 
 /// Rows per page of every list.
@@ -102,18 +104,27 @@ pub struct RepoRow {
     pub summary: String,
     pub visibility: &'static str,
     pub pushed: Option<Time>,
+    pub stars: u64,
 }
 
 impl RepoRow {
-    pub fn new(repo: &Repository) -> RepoRow {
+    pub fn new(repo: &Repository, stars: u64) -> RepoRow {
         RepoRow {
             name: repo.name.clone(),
             href: repository_href(&repo.name),
             summary: summary(&repo.description, 160),
             visibility: repo.visibility.as_str(),
             pushed: repo.pushed_at.map(time_text),
+            stars,
         }
     }
+}
+
+/// The signed-in viewer's starred repositories (those they may still pull), a page of
+/// them.
+pub struct StarredList {
+    pub repos: Vec<RepoRow>,
+    pub pager: Pager,
 }
 
 #[derive(Template)]
@@ -124,7 +135,8 @@ pub struct HomePage {
     pub total: usize,
     pub repos: Vec<RepoRow>,
     pub pager: Pager,
-    // Stars plug in here: the viewer's starred repositories, and a star count per row.
+    /// "Your stars": for a signed-in viewer on the unfiltered list.
+    pub starred: Option<StarredList>,
 }
 
 #[derive(Template)]
@@ -212,6 +224,57 @@ pub struct PullView {
     pub line: String,
 }
 
+/// A repository's stars as its page shows them.
+pub struct StarView {
+    pub count: u64,
+    /// Whether the viewer starred it (false when signed out).
+    pub starred: bool,
+    /// Whether the viewer may star it: signed in (the page itself needs pull access).
+    pub may_star: bool,
+}
+
+pub struct CommentRow {
+    pub id: i64,
+    /// `comment-<id>`: the anchor a new comment's redirect points at.
+    pub anchor: String,
+    pub author: String,
+    /// Exactly as posted; the page escapes it and CSS keeps its line breaks.
+    pub body: String,
+    pub created: Time,
+    /// Where its delete form posts, when the viewer may delete it.
+    pub delete_action: Option<String>,
+}
+
+impl CommentRow {
+    pub fn new(repo: &str, c: &Comment, may_delete: bool) -> CommentRow {
+        CommentRow {
+            id: c.id,
+            anchor: format!("comment-{}", c.id),
+            author: c.author.clone(),
+            body: c.body.clone(),
+            created: time_text(c.created_at),
+            delete_action: may_delete.then(|| format!("/r/{repo}/-/comments/{}/delete", c.id)),
+        }
+    }
+}
+
+/// The comments section of a repository page: a page of comments, newest first.
+pub struct CommentsView {
+    pub list: Vec<CommentRow>,
+    /// The next (older) page, if there is one.
+    pub older: Option<String>,
+    /// Back to the newest comments, when this page is an older one.
+    pub newest: Option<String>,
+    /// Whether the viewer may comment: signed in (the page itself needs pull access).
+    pub may_comment: bool,
+    pub action: String,
+    pub max_chars: usize,
+    /// Why the viewer's comment was refused.
+    pub error: Option<String>,
+    /// The refused comment's text, to try again.
+    pub draft: String,
+}
+
 #[derive(Template)]
 #[template(path = "repository.html", config = "src/index/web/askama.toml")]
 pub struct RepositoryPage {
@@ -227,8 +290,8 @@ pub struct RepositoryPage {
     pub tag_pager: Pager,
     pub manifests: Vec<ManifestRow>,
     pub manifest_pager: Pager,
-    // Stars plug in here (count, whether the viewer starred it), and comments (a page of
-    // them, whether the viewer may comment or delete comments).
+    pub stars: StarView,
+    pub comments: CommentsView,
 }
 
 pub struct DescriptorRow {
@@ -287,6 +350,99 @@ impl CollaboratorRow {
     }
 }
 
+/// One delivery in a hook's history.
+pub struct DeliveryRow {
+    pub id: String,
+    pub id_short: String,
+    pub event: &'static str,
+    pub status: &'static str,
+    pub status_code: Option<u16>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created: Time,
+    pub delivered: Option<Time>,
+    /// When the next attempt is due, while pending.
+    pub next_attempt: Option<Time>,
+    pub redeliver_action: String,
+}
+
+impl DeliveryRow {
+    pub fn new(repo: &str, hook: i64, d: &Delivery) -> DeliveryRow {
+        DeliveryRow {
+            id_short: d.id.chars().take(12).collect(),
+            redeliver_action: format!("/r/{repo}/-/webhooks/{hook}/deliveries/{}/redeliver", d.id),
+            id: d.id.clone(),
+            event: d.event.as_str(),
+            status: d.status.as_str(),
+            status_code: d.last_status_code,
+            attempts: d.attempts,
+            last_error: d.last_error.clone(),
+            created: time_text(d.created_at),
+            delivered: d.delivered_at.map(time_text),
+            next_attempt: (d.status == DeliveryStatus::Pending)
+                .then(|| time_text(d.next_attempt_at)),
+        }
+    }
+}
+
+/// One of a repository's hooks with its latest deliveries. Never its secret: the store
+/// does not even hand it out.
+pub struct HookRow {
+    pub id: i64,
+    pub anchor: String,
+    pub url: String,
+    pub events: String,
+    pub created_by: String,
+    pub created: Time,
+    pub remove_action: String,
+    pub deliveries: Vec<DeliveryRow>,
+    /// Whether it has older deliveries than those shown.
+    pub more_deliveries: bool,
+}
+
+impl HookRow {
+    /// `deliveries` newest first; at most `shown` of them are listed.
+    pub fn new(repo: &str, hook: &Webhook, deliveries: &[Delivery], shown: usize) -> HookRow {
+        HookRow {
+            id: hook.id,
+            anchor: format!("hook-{}", hook.id),
+            url: hook.url.clone(),
+            events: hook
+                .events
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            created_by: hook.created_by.clone(),
+            created: time_text(hook.created_at),
+            remove_action: format!("/r/{repo}/-/webhooks/{}/delete", hook.id),
+            deliveries: deliveries
+                .iter()
+                .take(shown)
+                .map(|d| DeliveryRow::new(repo, hook.id, d))
+                .collect(),
+            more_deliveries: deliveries.len() > shown,
+        }
+    }
+}
+
+/// The webhooks section of the settings page (webhooks on).
+pub struct WebhooksView {
+    pub hooks: Vec<HookRow>,
+    pub max_hooks: usize,
+    /// How many deliveries of each hook are listed.
+    pub shown: usize,
+    /// How long delivery history is kept.
+    pub history_days: i64,
+    /// Whether `http://` URLs are accepted besides `https://`.
+    pub allow_http: bool,
+    pub action: String,
+    /// The add form's URL and events (what was submitted, after a refusal).
+    pub url_value: String,
+    pub push_checked: bool,
+    pub delete_checked: bool,
+}
+
 #[derive(Template)]
 #[template(path = "settings.html", config = "src/index/web/askama.toml")]
 pub struct SettingsPage {
@@ -302,7 +458,8 @@ pub struct SettingsPage {
     /// The add form's user name after a refused attempt.
     pub collaborator_value: String,
     pub deletes_allowed: bool,
-    // Webhooks plug in here: the repository's hooks and their recent deliveries.
+    /// `None` while webhooks are turned off on this registry.
+    pub webhooks: Option<WebhooksView>,
 }
 
 #[derive(Template)]
@@ -473,6 +630,13 @@ mod tests {
             },
         );
         tag.platforms = vec!["<b>linux</b>/amd64".into()];
+        let comment = Comment {
+            id: 7,
+            repository: "alice/app".into(),
+            author: "<b>mallory</b>".into(),
+            body: "<script>alert(3)</script>\nsecond <img src=x onerror=alert(4)> line".into(),
+            created_at: 60,
+        };
         let page = RepositoryPage {
             layout: layout(),
             repo: RepoView::new(&repo, true),
@@ -483,28 +647,135 @@ mod tests {
             tag_pager,
             manifests: Vec::new(),
             manifest_pager,
+            stars: StarView {
+                count: 2,
+                starred: true,
+                may_star: true,
+            },
+            comments: CommentsView {
+                list: vec![CommentRow::new("alice/app", &comment, true)],
+                older: Some("/r/alice/app?before=7".into()),
+                newest: None,
+                may_comment: true,
+                action: "/r/alice/app/-/comments".into(),
+                max_chars: 2000,
+                error: Some("<i>refused</i>".into()),
+                draft: "</textarea><script>alert(5)</script>".into(),
+            },
         };
         let html = page.render().unwrap();
-        for raw in ["<script", "<img", "<b>", "<i>", "\"onmouseover", "tok\"en"] {
+        for raw in [
+            "<script",
+            "<img",
+            "<b>",
+            "<i>",
+            "\"onmouseover",
+            "tok\"en",
+            "</textarea><",
+        ] {
             assert!(!html.contains(raw), "{raw} reached the page unescaped");
         }
+        // The body's line break stays a character (CSS shows it), not markup.
+        assert!(html.contains(
+            "<div class=\"comment-body\">&#60;script&#62;alert(3)&#60;/script&#62;\nsecond"
+        ));
+        assert!(html.contains("/r/alice/app/-/comments/7/delete"));
+        assert!(html.contains("/r/alice/app/-/unstar"));
+        assert!(html.contains("2 stars"));
+        assert!(html.contains("Older comments"));
         assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
         assert!(html.contains("docker pull registry.example:443/alice/app:v1"));
         assert!(html.contains("<html lang=\"en\">"));
 
         let (pager, _) = Pager::new(60, 2, "Repository list pages", |n| format!("/?page={n}"));
+        let (star_pager, _) = Pager::new(1, 1, "Your stars pages", |n| format!("/?spage={n}"));
         let home = HomePage {
             layout: layout(),
             query: xss.into(),
             total: 1,
-            repos: vec![RepoRow::new(&repo)],
+            repos: vec![RepoRow::new(&repo, 3)],
             pager,
+            starred: Some(StarredList {
+                repos: vec![RepoRow::new(&repo, 3)],
+                pager: star_pager,
+            }),
         }
         .render()
         .unwrap();
         assert!(!home.contains("<script") && !home.contains("<img"));
         assert!(home.contains("Page 2 of 3"));
         assert!(home.contains("rel=\"prev\"") && home.contains("rel=\"next\""));
+        assert!(home.contains("Your stars") && home.contains("<td class=\"stars\">3</td>"));
+    }
+
+    /// A hook's URL, events and deliveries reach the settings page escaped; the page has
+    /// no place for a secret.
+    #[test]
+    fn webhooks_are_listed_escaped() {
+        use crate::index::store::{HookRef, WebhookEvent};
+        let hook = Webhook {
+            id: 4,
+            repository: "alice/app".into(),
+            url: "https://hooks.example/\"><script>alert(1)</script>".into(),
+            events: vec![WebhookEvent::Push, WebhookEvent::Delete],
+            active: true,
+            created_by: "alice".into(),
+            created_at: 60,
+        };
+        let delivery = |n: u32| Delivery {
+            id: format!("{n:032x}"),
+            hook: HookRef::Repository(4),
+            repository: "alice/app".into(),
+            event_id: "e".into(),
+            event: WebhookEvent::Push,
+            status: DeliveryStatus::Failed,
+            attempts: 12,
+            next_attempt_at: 0,
+            last_status_code: Some(500),
+            last_error: Some("<b>boom</b>".into()),
+            created_at: 60,
+            delivered_at: None,
+        };
+        let list: Vec<Delivery> = (0..21).map(delivery).collect();
+        let row = HookRow::new("alice/app", &hook, &list, 20);
+        assert_eq!(row.deliveries.len(), 20);
+        assert!(row.more_deliveries);
+        assert_eq!(row.events, "push, delete");
+        assert_eq!(
+            row.deliveries[1].redeliver_action,
+            format!("/r/alice/app/-/webhooks/4/deliveries/{:032x}/redeliver", 1)
+        );
+        let (collaborator_pager, _) = Pager::new(0, 1, "Collaborator pages", |n| n.to_string());
+        let page = SettingsPage {
+            layout: layout(),
+            repo: RepoView::new(&repository(""), true),
+            error: None,
+            max_description: 4096,
+            description_value: String::new(),
+            collaborators: Vec::new(),
+            collaborator_pager,
+            collaborator_value: String::new(),
+            deletes_allowed: true,
+            webhooks: Some(WebhooksView {
+                hooks: vec![row],
+                max_hooks: 20,
+                shown: 20,
+                history_days: 30,
+                allow_http: false,
+                action: "/r/alice/app/-/webhooks".into(),
+                url_value: "\"><img src=x>".into(),
+                push_checked: true,
+                delete_checked: false,
+            }),
+        }
+        .render()
+        .unwrap();
+        for raw in ["<script", "<img", "<b>"] {
+            assert!(!page.contains(raw), "{raw} reached the page unescaped");
+        }
+        assert!(page.contains("the latest 20"));
+        assert!(page.contains("value=\"push\" checked"));
+        assert!(!page.contains("value=\"delete\" checked"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! (managed by its owners through the API, `api_webhooks`) or global (the config's
 //! `[[index.webhooks.global]]`). This module owns the runtime side: the settings and
 //! global hooks loaded at startup, the outbound HTTP client, the signature, and waking the
-//! delivery [`worker`]; the durable outbox itself is in the store (`store/webhooks.rs`).
+//! delivery [`worker`]; the durable outbox itself is in the store (`store/webhooks.rs`),
+//! and what a repository's managers do with its hooks is in [`owners`].
 //!
 //! # Delivery
 //!
@@ -53,6 +54,7 @@
 //! how late an attempt is but, not being signed, is advisory.
 
 pub mod config;
+pub mod owners;
 pub mod worker;
 
 use std::path::{Path, PathBuf};
