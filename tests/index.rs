@@ -756,3 +756,32 @@ async fn api_refuses_bad_requests_clearly() {
     assert_eq!(json_of(r, 200).await["total"], 1);
     assert_no_secrets(&server.log(), &[ALICE, BOB]);
 }
+
+#[tokio::test]
+async fn read_only_mode_refuses_index_deletes_and_keeps_everything() {
+    let mut server = start();
+    push(&server, ALICE, "alice/app", "v1", 12).await;
+    server.stop();
+    let text = server
+        .config_text()
+        .replace("[storage]\n", "[storage]\nread_only = true\n");
+    server.replace_config(&text);
+    server.spawn();
+    expect_error(
+        api(
+            &server,
+            reqwest::Method::DELETE,
+            "/api/v1/repositories/alice/app",
+            Some(ALICE),
+        )
+        .send()
+        .await
+        .unwrap(),
+        405,
+        &["UNSUPPORTED"],
+    )
+    .await;
+    let owner = registry_as(&server, Some(ALICE), &["repository:alice/app:pull"]).await;
+    expect_status(owner.get_manifest("alice/app", "v1").await, 200).await;
+    assert_eq!(search(&server, Some(ALICE), "").await, ["alice/app"]);
+}

@@ -471,7 +471,9 @@ fn manage_failed(e: ManageError) -> RegistryError {
         e @ ManageError::Forbidden => {
             RegistryError::new(StatusCode::FORBIDDEN, Code::Denied, e.to_string())
         }
-        e @ (ManageError::DeletesDisabled | ManageError::NoLocalRegistry) => {
+        e @ (ManageError::DeletesDisabled
+        | ManageError::ReadOnly
+        | ManageError::NoLocalRegistry) => {
             RegistryError::unsupported(StatusCode::METHOD_NOT_ALLOWED, e.to_string())
         }
         ManageError::Invalid(message) => bad_request(message),

@@ -90,6 +90,8 @@ pub trait LocalRegistry: Send + Sync {
     /// Removes tag `tag` of `name` (the manifest stays); `Ok(false)` when there was no such
     /// tag. The caller records the delete in the index.
     fn delete_tag<'a>(&'a self, name: &'a str, tag: &'a str) -> LocalFuture<'a, bool>;
+    /// `[storage] read_only`: the registry refuses every change, deletes included.
+    fn read_only(&self) -> bool;
 }
 
 /// The shared secret registries present with their events; compared in constant time and

@@ -27,6 +27,9 @@ pub enum ManageError {
     /// `[auth] allow_delete = false`.
     #[error("deletes are disabled on this registry ([auth] allow_delete = false)")]
     DeletesDisabled,
+    /// `[storage] read_only`: the registry in this process refuses every change.
+    #[error("the registry is in read-only maintenance mode")]
+    ReadOnly,
     /// The repository's content is not in this process (a custom index).
     #[error("this index holds no content; tags are deleted on the registries")]
     NoLocalRegistry,
@@ -107,6 +110,9 @@ async fn may_delete(
     joined(tokio::task::spawn_blocking(move || managed_repository(&i, &w, &n).map(|_| ())).await)??;
     if !index.auth.state().deletes_allowed() {
         return Err(ManageError::DeletesDisabled);
+    }
+    if index.local_registry.as_ref().is_some_and(|l| l.read_only()) {
+        return Err(ManageError::ReadOnly);
     }
     Ok(())
 }

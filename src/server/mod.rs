@@ -135,6 +135,10 @@ impl crate::index::endpoint::LocalRegistry for LocalRegistryStorage {
         })
     }
 
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
     fn delete_tag<'a>(&'a self, name: &'a str, tag: &'a str) -> LocalFuture<'a, bool> {
         Box::pin(async move {
             if self.read_only {

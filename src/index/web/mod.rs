@@ -165,6 +165,9 @@ impl From<ManageError> for PageError {
             ManageError::DeletesDisabled => {
                 PageError::Forbidden("Deleting is turned off on this registry.")
             }
+            ManageError::ReadOnly => PageError::Forbidden(
+                "The registry is in read-only maintenance mode: nothing can be deleted now.",
+            ),
             ManageError::NoLocalRegistry => PageError::BadRequest(
                 "This index holds no image content; tags are deleted on the registries.".to_owned(),
             ),
