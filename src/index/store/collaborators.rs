@@ -1,10 +1,8 @@
 //! Collaborators: users other than the owner whom a repository's owner let pull, or pull
 //! and push, that repository. They go with the repository when it is deleted.
 
-use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
@@ -32,12 +30,6 @@ impl CollaboratorAccess {
     }
 }
 
-impl fmt::Display for CollaboratorAccess {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A word that is neither `pull` nor `push`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown collaborator access {0:?} (expected pull or push)")]
@@ -55,20 +47,7 @@ impl FromStr for CollaboratorAccess {
     }
 }
 
-impl ToSql for CollaboratorAccess {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for CollaboratorAccess {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        value
-            .as_str()?
-            .parse()
-            .map_err(|e| FromSqlError::Other(Box::new(e)))
-    }
-}
+stored_as_word!(CollaboratorAccess);
 
 /// A user's access to one repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

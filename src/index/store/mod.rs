@@ -10,6 +10,35 @@
 //! load and keeps every call trivially serialised within the process; SQLite's own locking
 //! (WAL, busy timeout) covers other processes opening the same file.
 
+/// `Display`, `ToSql` and `FromSql` for an enum stored as one of its words: its `as_str`
+/// and `FromStr` define the words, so the text in the database and in messages is one.
+macro_rules! stored_as_word {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+
 mod collaborators;
 mod community;
 mod deletions;

@@ -3,10 +3,8 @@
 //! changing, deleting and searching them lives here; their content (manifests, tags) is in
 //! `tags`, and who else may use them in `collaborators`.
 
-use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
@@ -32,12 +30,6 @@ impl Visibility {
     }
 }
 
-impl fmt::Display for Visibility {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A word that is neither `private` nor `public`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown visibility {0:?} (expected private or public)")]
@@ -55,20 +47,7 @@ impl FromStr for Visibility {
     }
 }
 
-impl ToSql for Visibility {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for Visibility {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        value
-            .as_str()?
-            .parse()
-            .map_err(|e| FromSqlError::Other(Box::new(e)))
-    }
-}
+stored_as_word!(Visibility);
 
 /// A repository's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
