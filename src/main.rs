@@ -162,6 +162,10 @@ fn limit_malloc_arenas() {
     // SAFETY: mallopt only adjusts allocator parameters; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        // A fixed mmap threshold: upload buffers (256 KiB) are then always their own
+        // mappings, returned to the system when freed, instead of glibc raising the
+        // threshold after the first free and keeping them in fragmented arena heaps.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
