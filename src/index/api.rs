@@ -571,7 +571,7 @@ async fn set_collaborator(
             if index.auth.state().identity_of(&user).is_none() {
                 return Err(bad_request(format!("no user named {user:?}")));
             }
-            let now = now();
+            let now = manage::unix_now();
             index
                 .store
                 .set_collaborator(&name, &user, access, now)
@@ -687,10 +687,6 @@ async fn receive_events(
         })
         .await,
     )?
-}
-
-pub(super) fn now() -> i64 {
-    manage::unix_now()
 }
 
 #[cfg(test)]

@@ -14,6 +14,19 @@ use crate::index::endpoint::EmbeddedIndex;
 use crate::registry::errors::{Code, RegistryError};
 use crate::registry::{AccessPolicy, OpenAccess};
 
+/// Who a request comes from, as far as authentication tells.
+pub struct Caller {
+    /// The signed-in user; `None` for an anonymous caller.
+    pub user: Option<String>,
+}
+
+impl Caller {
+    /// The name for access logs.
+    pub fn log_name(&self) -> &str {
+        self.user.as_deref().unwrap_or("anonymous")
+    }
+}
+
 /// How the server authenticates: not at all, or with the authenticator.
 #[derive(Clone)]
 pub enum Gate {
@@ -138,13 +151,13 @@ impl Gate {
         }
     }
 
-    /// Authenticates a request. `Ok` carries the caller's name for logs (`None` when
-    /// authentication is off) and its access policy.
+    /// Authenticates a request. `Ok` carries the caller (`None` when authentication is
+    /// off) and its access policy.
     pub async fn admit(
         &self,
         authorization: Option<&str>,
         peer: Option<IpAddr>,
-    ) -> Result<(Option<String>, Arc<dyn AccessPolicy>), RegistryError> {
+    ) -> Result<(Option<Caller>, Arc<dyn AccessPolicy>), RegistryError> {
         match self {
             Gate::Open { deletes_enabled } => Ok((
                 None,
@@ -172,11 +185,11 @@ impl Gate {
                         }
                     },
                 };
-                let user = token
-                    .as_ref()
-                    .map(|t| t.subject.clone().unwrap_or_else(|| "anonymous".to_owned()));
+                let caller = token.as_ref().map(|t| Caller {
+                    user: t.subject.clone().filter(|s| !s.is_empty()),
+                });
                 Ok((
-                    user,
+                    caller,
                     Arc::new(TokenAccess {
                         gate: gate.clone(),
                         token,
@@ -185,7 +198,9 @@ impl Gate {
             }
             Gate::Basic(auth) => match auth.authenticate(authorization, peer).await {
                 Ok(identity) => Ok((
-                    Some(identity.display_name().to_owned()),
+                    Some(Caller {
+                        user: identity.user.clone().filter(|_| !identity.is_anonymous()),
+                    }),
                     Arc::new(IdentityAccess {
                         auth: auth.clone(),
                         identity,

@@ -195,7 +195,7 @@ async fn serve_request<S: Storage>(
     let authorization = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let (user, access) = match ctx.gate.admit(authorization, peer.map(|p| p.0.ip())).await {
+    let (caller, access) = match ctx.gate.admit(authorization, peer.map(|p| p.0.ip())).await {
         Ok(admitted) => admitted,
         Err(e) => {
             ctx.metrics
@@ -207,8 +207,8 @@ async fn serve_request<S: Storage>(
             return Reply::error(&e);
         }
     };
-    if let Some(user) = &user {
-        tracing::Span::current().record("user", user.as_str());
+    if let Some(caller) = &caller {
+        tracing::Span::current().record("user", caller.log_name());
     }
     if path.as_str() == METRICS_PATH {
         // On the main port, metrics are for administrators only.
@@ -240,7 +240,7 @@ async fn serve_request<S: Storage>(
     .then(|| ctx.metrics.upload_started());
     let req = Request {
         access,
-        user: user.filter(|u| u != "anonymous"),
+        user: caller.and_then(|c| c.user),
         method: method.clone(),
         path,
         query,
