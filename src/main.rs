@@ -98,6 +98,7 @@ enum UserAction {
 }
 
 fn main() -> ExitCode {
+    holdfast::crypto::install();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config, Role::Registry),
@@ -169,17 +170,6 @@ fn limit_malloc_arenas() {
     }
 }
 
-/// Seeds the TLS library's random generator on a thread of its own. aws-lc's first seeding
-/// gathers CPU jitter entropy for ~40 ms; started here it overlaps loading the config,
-/// opening storage and binding, instead of delaying the first TLS handshake.
-fn warm_up_tls_rng() {
-    std::thread::spawn(|| {
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
-        let mut seed = [0u8; 16];
-        let _ = provider.secure_random.fill(&mut seed);
-    });
-}
-
 enum Role {
     Registry,
     Index,
@@ -187,7 +177,6 @@ enum Role {
 
 fn serve(path: Option<PathBuf>, role: Role) -> ExitCode {
     limit_malloc_arenas();
-    warm_up_tls_rng();
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,

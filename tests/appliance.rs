@@ -192,6 +192,8 @@ fn client_trusting(ca: &Path) -> reqwest::Client {
 
 fn client_builder_trusting(ca: &Path) -> reqwest::ClientBuilder {
     let pem = std::fs::read(ca).unwrap_or_else(|e| panic!("read {}: {e}", ca.display()));
+    // reqwest uses rustls' process-wide provider (ring, as holdfast).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
         .redirect(reqwest::redirect::Policy::none())
@@ -1348,6 +1350,8 @@ async fn health_endpoints_and_monitoring_listener() {
     assert_eq!(v["status"], "ready", "{v}");
 
     // The monitoring listener: plain HTTP, health only.
+    // reqwest uses rustls' process-wide provider (ring, as holdfast).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let plain = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

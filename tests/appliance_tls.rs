@@ -82,6 +82,8 @@ fn client_pki() -> (String, String) {
 
 fn client(server_ca: &Path, identity: Option<&str>) -> reqwest::Client {
     let pem = std::fs::read(server_ca).unwrap();
+    // reqwest uses rustls' process-wide provider (ring, as holdfast).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
         .timeout(Duration::from_secs(10));

@@ -144,6 +144,8 @@ fn start_configured(dir: &Path, port: u16, server_extra: &str) -> Proc {
 
 fn https_client(ca: &Path) -> reqwest::Client {
     let pem = std::fs::read(ca).unwrap();
+    // reqwest uses rustls' process-wide provider (ring, as holdfast).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
         .build()
@@ -247,6 +249,8 @@ async fn plain_http_only_when_configured_and_warned() {
     let port = free_port();
     let log = dir.path().join("log");
     let _proc = start_configured(dir.path(), port, "[tls]\nenabled = false\n");
+    // reqwest uses rustls' process-wide provider (ring, as holdfast).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let r = reqwest::get(format!("http://127.0.0.1:{port}/v2/"))
         .await
         .unwrap();
@@ -278,7 +282,7 @@ async fn tls_versions_and_alpn() {
             roots.add(c.unwrap()).unwrap();
         }
         let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
+            rustls::crypto::ring::default_provider(),
         ))
         .with_protocol_versions(&[version])
         .unwrap()
@@ -313,6 +317,8 @@ async fn oversized_headers_are_refused() {
     let url = format!("https://127.0.0.1:{port}/v2/");
     let big = "x".repeat(64 * 1024);
     for http1 in [true, false] {
+        // reqwest uses rustls' process-wide provider (ring, as holdfast).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]);
         if http1 {
@@ -372,7 +378,7 @@ async fn idle_connections_are_closed() {
         roots.add(c.unwrap()).unwrap();
     }
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
+        rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()

@@ -81,6 +81,8 @@ fn client(cas: &[PathBuf]) -> reqwest::Client {
     let certs = cas
         .iter()
         .map(|p| reqwest::Certificate::from_pem(&std::fs::read(p).unwrap()).unwrap());
+    // reqwest uses rustls' process-wide provider (ring, as holdfast).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .tls_certs_only(certs)
         .timeout(Duration::from_secs(20))

@@ -26,6 +26,8 @@ fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 async fn scrape(url: &str) -> Scrape {
+    // reqwest uses rustls' process-wide provider (ring, as holdfast).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let text = reqwest::get(url).await.unwrap().text().await.unwrap();
     parse(&text)
 }
@@ -95,6 +97,8 @@ async fn metrics_parse_and_move_with_requests() {
     assert!(free_after > 0.0);
 
     // The monitoring listener never serves the registry API.
+    // reqwest uses rustls' process-wide provider (ring, as holdfast).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let r = reqwest::get(format!("http://127.0.0.1:{port}/v2/"))
         .await
         .unwrap();

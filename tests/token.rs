@@ -245,28 +245,35 @@ fn parse_rfc3339_utc(text: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
 }
 
-/// Signs `claims` with `server`'s own index key, read from its data folder, using the JWT
-/// library directly (not the index): for tokens the index itself would never issue.
+/// Signs `claims` with `server`'s own index key, read from its data folder, with ring
+/// directly (not the index or its JWT library): for tokens the index itself would never
+/// issue. `header` is used exactly as given.
 fn forge(server: &TestServer, header: &Value, claims: &Value) -> String {
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     let text = std::fs::read(private_key_file(server)).expect("read the index key");
     let der = pem::parse(text)
         .expect("PEM private key")
         .contents()
         .to_vec();
-    let alg = match header["alg"].as_str().unwrap() {
-        "EdDSA" => Algorithm::EdDSA,
-        "ES256" => Algorithm::ES256,
+    let input = format!("{}.{}", b64url(header), b64url(claims));
+    let signature = match header["alg"].as_str().unwrap() {
+        "EdDSA" => Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
+            .expect("Ed25519 key")
+            .sign(input.as_bytes())
+            .as_ref()
+            .to_vec(),
+        "ES256" => {
+            let rng = ring::rand::SystemRandom::new();
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+                .expect("P-256 key")
+                .sign(&rng, input.as_bytes())
+                .expect("sign")
+                .as_ref()
+                .to_vec()
+        }
         other => panic!("cannot forge alg {other}"),
     };
-    let key = match alg {
-        Algorithm::EdDSA => EncodingKey::from_ed_der(&der),
-        _ => EncodingKey::from_ec_der(&der),
-    };
-    let mut h = Header::new(alg);
-    h.typ = header["typ"].as_str().map(str::to_owned);
-    h.kid = header["kid"].as_str().map(str::to_owned);
-    jsonwebtoken::encode(&h, claims, &key).expect("sign a forged token")
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
 fn b64url(v: &Value) -> String {
@@ -761,15 +768,13 @@ async fn registry_refuses_bad_tokens() {
     )
     .await;
     let public_pem = std::fs::read(public_key_file(&server)).unwrap();
-    let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    hs.kid = Some(kid.clone());
-    hs.typ = Some("JWT".into());
-    let hmac = jsonwebtoken::encode(
-        &hs,
-        &c,
-        &jsonwebtoken::EncodingKey::from_secret(&public_pem),
-    )
-    .unwrap();
+    let hs = json!({"alg": "HS256", "typ": "JWT", "kid": kid});
+    let input = format!("{}.{}", b64url(&hs), b64url(&c));
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &public_pem),
+        input.as_bytes(),
+    );
+    let hmac = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
     refused("HS256 keyed with the public key", hmac).await;
 
     // Signed with the server's own key by another program.

@@ -49,6 +49,8 @@ pub enum OutboundError {
 
 /// Builds the client `spec` describes.
 pub fn build(spec: &Outbound<'_>) -> Result<reqwest::Client, OutboundError> {
+    // reqwest takes rustls' process default provider.
+    crate::crypto::install();
     let mut builder = reqwest::Client::builder()
         .timeout(spec.timeout)
         .connect_timeout(spec.connect_timeout)

@@ -115,6 +115,8 @@ pub struct PublicKey {
 impl PublicKey {
     /// A key from its raw bytes (32 for Ed25519, a 65-byte uncompressed point for P-256).
     pub fn from_raw(algorithm: KeyAlgorithm, raw: &[u8]) -> Result<Self, KeyError> {
+        // jsonwebtoken verifies with the process default provider.
+        crate::crypto::install();
         let decoding = match algorithm {
             KeyAlgorithm::Ed25519 if raw.len() == 32 => DecodingKey::from_ed_der(raw),
             KeyAlgorithm::EcdsaP256 if raw.len() == 65 && raw[0] == 0x04 => {
@@ -263,6 +265,7 @@ impl SigningKey {
 
     /// A key from PKCS#8 DER.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+        crate::crypto::install();
         let pair = rcgen::KeyPair::try_from(der)
             .map_err(|_| KeyError::Invalid("not a PKCS#8 private key".to_owned()))?;
         let algorithm = if pair.algorithm() == &rcgen::PKCS_ED25519 {
@@ -560,6 +563,39 @@ mod tests {
         let a = SigningKey::generate(KeyAlgorithm::Ed25519).unwrap();
         let b = SigningKey::generate(KeyAlgorithm::Ed25519).unwrap();
         assert_ne!(a.kid(), b.kid());
+    }
+
+    /// Keys written by other generators load and sign: holdfast before 2026-11-25 (aws-lc:
+    /// Ed25519 as PKCS#8 v2 with the public key, P-256) and OpenSSL 3 (`openssl genpkey`:
+    /// Ed25519 as PKCS#8 v1 without it, P-256). Test-only keys.
+    #[test]
+    fn keys_from_other_generators_load() {
+        let aws_lc_ed25519 = "-----BEGIN PRIVATE KEY-----
+MFECAQEwBQYDK2VwBCIEIICOVzQjR7st+MB+A4dI8x9iRfs5/OkKEemHSZxc7+be
+gSEAA0SUPkfXx6XTNkE94VIyiAZayy8I3jKzpwfMfRqXs8Q=
+-----END PRIVATE KEY-----";
+        let aws_lc_p256 = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgUeR49svJ6uG8WN6h
+jWyNUbB6N8qUzGArALWSF9JuIRChRANCAATd1OAhzzHY8zhSIqvom3kNGwJYFM0j
+dQftGc/v2/Kym3HRSOCBiiwqaELdhL9Fm8/nwYms9eYrO7F4BUEZkCgT
+-----END PRIVATE KEY-----";
+        let openssl_ed25519 = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIKIc3LDPh5vj44l9qtjReB8RO5AXbWzdQCd+IFIGJ2hq
+-----END PRIVATE KEY-----";
+        let openssl_p256 = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgFqwn34TcUxbbfYzT
+k5WzPNnsJe/FkPbkItHV7NLkvnKhRANCAATSyZBokMof5F4w43oFOS1PNo5eN8d+
++BW88NhrAjjK5OXRwHMkkwqWmL7DR6s8bxbMCjL+GcnHax1klcTujoRm
+-----END PRIVATE KEY-----";
+        for (pem, algorithm) in [
+            (aws_lc_ed25519, KeyAlgorithm::Ed25519),
+            (aws_lc_p256, KeyAlgorithm::EcdsaP256),
+            (openssl_ed25519, KeyAlgorithm::Ed25519),
+            (openssl_p256, KeyAlgorithm::EcdsaP256),
+        ] {
+            let key = SigningKey::from_pkcs8_pem(pem).unwrap();
+            assert_eq!(key.algorithm(), algorithm);
+        }
     }
 
     #[test]

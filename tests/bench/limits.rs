@@ -1,6 +1,6 @@
 //! The machine's own limits, measured in the same run as the servers, so each result can be
 //! read against what the hardware allows: single-core SHA-256 (the `sha2` crate, as holdfast
-//! uses it), TLS throughput on loopback (rustls with aws-lc-rs on both ends, the holdfast
+//! uses it), TLS throughput on loopback (rustls with ring on both ends, the holdfast
 //! certificate, one direction), and an fsync'd sequential write to the disk the servers use.
 
 use std::io::Write as _;
@@ -78,7 +78,7 @@ pub async fn tls_loopback_rate(
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("server.crt: {e}"))?;

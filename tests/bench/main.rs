@@ -725,7 +725,7 @@ async fn run(s: Settings) -> Result<(), String> {
         size_text(s.sha_bytes)
     );
     println!(
-        "   TLS on loopback (rustls/aws-lc-rs both ends, {}): {:.0} MB/s over {}",
+        "   TLS on loopback (rustls/ring both ends, {}): {:.0} MB/s over {}",
         limits.tls_cipher,
         limits.tls_loopback_mb_s,
         size_text(s.tls_bytes)

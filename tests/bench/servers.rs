@@ -437,6 +437,8 @@ impl Drop for Server {
 /// A reqwest client builder trusting only `ca_pem`, with `Authorization` on every request
 /// when given.
 pub fn client_builder_for(ca_pem: &[u8], auth_header: Option<&str>) -> reqwest::ClientBuilder {
+    // reqwest uses rustls' process-wide provider (ring, as holdfast).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()

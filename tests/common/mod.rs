@@ -146,6 +146,8 @@ impl TestServer {
 
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
         let pem = std::fs::read(self.ca_path()).expect("read CA");
+        // reqwest uses rustls' process-wide provider (ring, as holdfast).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
             .redirect(reqwest::redirect::Policy::none())
@@ -691,7 +693,7 @@ pub async fn raw_https_request(
         }
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
+        rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
