@@ -21,8 +21,9 @@
 //! - `HOLDFAST_BENCH_DISTRIBUTION=PATH`, `HOLDFAST_BENCH_WRK=PATH`: other binaries;
 //! - `HOLDFAST_BENCH_ONLY=startup,blobs,manifest,images,lists,uploads`: run only these
 //!   workload groups (for profiling one of them; the server PIDs are printed per round);
-//! - `HOLDFAST_BENCH_AUTH=none|basic` the auth variant (`basic` is not available yet: see
-//!   `servers::holdfast_basic_auth_config`).
+//! - `HOLDFAST_BENCH_AUTH=both|none|basic`: the auth variants to run (default `both`: every
+//!   workload without auth, then again with Basic auth on both servers, each variant with
+//!   servers of its own; the JSON holds one report per variant).
 //!
 //! Nothing is installed: `apt-get install docker-registry wrk` provides the tools.
 
@@ -360,28 +361,6 @@ fn df(path: &Path) -> Option<(String, u64, String)> {
     Some((f[0].to_owned(), f[3].parse().ok()?, f[5].to_owned()))
 }
 
-/// Whether this holdfast build accepts `[auth] mode = "none"` (auth is being added; older
-/// builds reject the unknown table, newer ones default to Basic auth without it).
-fn holdfast_knows_auth_none(binary: &Path, dir: &Path) -> bool {
-    let cfg = dir.join("probe-auth.toml");
-    let text = format!(
-        "[storage]\npath = \"{}\"\n\n[auth]\nmode = \"none\"\n",
-        dir.join("probe-data").display()
-    );
-    if std::fs::write(&cfg, text).is_err() {
-        return false;
-    }
-    let ok = Command::new(binary)
-        .arg("check-config")
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    let _ = std::fs::remove_file(&cfg);
-    ok
-}
-
 fn json_path() -> PathBuf {
     match std::env::var_os("HOLDFAST_BENCH_JSON") {
         Some(p) => PathBuf::from(p),
@@ -405,7 +384,52 @@ fn main() {
     }
 }
 
+/// Runs every selected auth variant (`HOLDFAST_BENCH_AUTH`, default: no auth, then Basic
+/// auth) with servers of its own, and writes one JSON report holding each variant's.
 async fn run(s: Settings) -> Result<(), String> {
+    let wall = Instant::now();
+    let variants = Auth::variants_from_env()?;
+    let mut reports = Vec::new();
+    let mut kinds = Vec::new();
+    for auth in variants {
+        println!("\n######## auth variant: {}", auth.name());
+        let (report, k) = run_variant(s.clone(), auth).await?;
+        reports.push(report);
+        kinds = k;
+    }
+    let v = json!({
+        "command": "HOLDFAST_BENCH=full cargo test --release --test bench -- --nocapture",
+        "wall_seconds": wall.elapsed().as_secs_f64(),
+        "variants": reports,
+    });
+    let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+    let path = json_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let back: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+    )
+    .map_err(|e| format!("report is not JSON: {e}"))?;
+    let back_variants = back["variants"]
+        .as_array()
+        .ok_or("report has no variants array")?;
+    for variant in back_variants {
+        check_json(&variant.to_string(), &kinds)?;
+    }
+    println!(
+        "\n== JSON report ({} variant(s)): {}",
+        back_variants.len(),
+        path.display()
+    );
+    println!("== total {:.1} s", wall.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// One auth variant: starts both servers, populates them, runs the rounds, prints the
+/// table; returns the variant's JSON report and the servers that ran.
+async fn run_variant(s: Settings, auth: Auth) -> Result<(serde_json::Value, Vec<Kind>), String> {
     let wall = Instant::now();
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_holdfast"));
     let release = binary.components().any(|c| c.as_os_str() == "release");
@@ -472,7 +496,6 @@ async fn run(s: Settings) -> Result<(), String> {
             report.skipped.push(format!("{id}: wrk missing"));
         }
     }
-    let auth = Auth::from_env();
     let holdfast_version = version_of(&binary, &["--version"]);
     let distribution_version = tools
         .distribution
@@ -536,14 +559,7 @@ async fn run(s: Settings) -> Result<(), String> {
     let pool = Bytes::from(pseudo_random(0x4b1d, s.pool));
 
     // ---- servers ----
-    let auth_none_key = holdfast_knows_auth_none(&binary, &work);
-    let mut hf = Server::holdfast(
-        &work.join("holdfast"),
-        &binary,
-        &auth,
-        auth_none_key,
-        tools.setpriv,
-    )?;
+    let mut hf = Server::holdfast(&work.join("holdfast"), &binary, &auth, tools.setpriv)?;
     hf.start().await?;
     let mut servers = vec![hf];
     if let Some(dist_bin) = &tools.distribution {
@@ -794,18 +810,13 @@ async fn run(s: Settings) -> Result<(), String> {
         },
     });
     let v = report.json(&limits, judge, head);
-    let text = serde_json::to_string_pretty(&v).unwrap();
-    let path = json_path();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let back = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-    check_json(&back, &kinds)?;
-    println!("\n== JSON report: {}", path.display());
-    println!("== total {:.1} s", wall.elapsed().as_secs_f64());
+    println!(
+        "== {} variant took {:.1} s",
+        auth.name(),
+        wall.elapsed().as_secs_f64()
+    );
     drop(tmp);
-    Ok(())
+    Ok((v, kinds))
 }
 
 /// The machine's limits, measured at the start of every round (servers idle).

@@ -52,15 +52,20 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// The variant chosen by `HOLDFAST_BENCH_AUTH` (`none`, the default, or `basic`).
-    pub fn from_env() -> Auth {
+    /// The variants chosen by `HOLDFAST_BENCH_AUTH`: `both` (the default: no auth, then
+    /// Basic auth), `none` or `basic`.
+    pub fn variants_from_env() -> Result<Vec<Auth>, String> {
+        let basic = || Auth::Basic {
+            user: "bench".to_owned(),
+            password: "bench-password-0123456789".to_owned(),
+        };
         match std::env::var("HOLDFAST_BENCH_AUTH").as_deref() {
-            Ok("basic") => Auth::Basic {
-                user: "bench".to_owned(),
-                password: "bench-password-0123456789".to_owned(),
-            },
-            Ok("none") | Ok("") | Err(_) => Auth::None,
-            Ok(other) => panic!("HOLDFAST_BENCH_AUTH={other:?}: expected `none` or `basic`"),
+            Ok("both") | Ok("") | Err(_) => Ok(vec![Auth::None, basic()]),
+            Ok("none") => Ok(vec![Auth::None]),
+            Ok("basic") => Ok(vec![basic()]),
+            Ok(other) => Err(format!(
+                "HOLDFAST_BENCH_AUTH={other:?}: expected `both`, `none` or `basic`"
+            )),
         }
     }
 
@@ -183,7 +188,6 @@ impl Server {
         dir: &Path,
         binary: &Path,
         auth: &Auth,
-        auth_none_key: bool,
         setpriv: bool,
     ) -> Result<Server, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -191,11 +195,8 @@ impl Server {
         let root = dir.join("data");
         let config_path = dir.join("holdfast.toml");
         let auth_toml = match auth {
-            // Older builds know no `[auth]` table (unknown keys are errors): write it only
-            // when the binary accepts it.
-            Auth::None if auth_none_key => "[auth]\nmode = \"none\"\n".to_owned(),
-            Auth::None => String::new(),
-            Auth::Basic { user, password } => holdfast_basic_auth_config(user, password)?,
+            Auth::None => "[auth]\nmode = \"none\"\n".to_owned(),
+            Auth::Basic { user, password } => holdfast_basic_auth_config(dir, user, password)?,
         };
         let config = format!(
             "# written by the benchmark harness\n\
@@ -457,34 +458,39 @@ pub fn client_builder_for(ca_pem: &[u8], auth_header: Option<&str>) -> reqwest::
     b
 }
 
-/// holdfast's `[auth]` section for the Basic-auth variant.
-///
-/// NOT AVAILABLE YET: holdfast's authentication is being added. What is missing here is the
-/// config that makes holdfast check Basic credentials for one user allowed to pull and push
-/// everything — once `[auth] mode = "basic"` with a user (argon2id hash, e.g. inline
-/// `[[auth.users]]` or a users file written by `holdfast user add`) and an `[[access]]` rule
-/// granting it pull+push on `**` are settled, return that TOML here. Everything else of the
-/// variant is in place: clients, the wrk scripts and the readiness probe send the
-/// `Authorization` header, and distribution gets an htpasswd file.
-pub fn holdfast_basic_auth_config(_user: &str, _password: &str) -> Result<String, String> {
-    Err(
-        "the Basic-auth variant needs holdfast's [auth] config, which is not settled yet \
-         (see holdfast_basic_auth_config in tests/bench/servers.rs); run without \
-         HOLDFAST_BENCH_AUTH=basic"
-            .to_owned(),
-    )
+/// holdfast's `[auth]` section for the Basic-auth variant: the settings distribution gets
+/// (one user in a bcrypt htpasswd file of cost 5) plus the `[[access]]` rule that lets that
+/// user do everything, as distribution's htpasswd auth does for any user it knows. holdfast
+/// remembers a successful check for `cache_seconds` (its default, 60); distribution checks
+/// bcrypt on every request.
+pub fn holdfast_basic_auth_config(
+    dir: &Path,
+    user: &str,
+    password: &str,
+) -> Result<String, String> {
+    let path = write_htpasswd(dir, user, password)?;
+    Ok(format!(
+        "[auth]\nmode = \"basic\"\nhtpasswd_files = [\"{}\"]\n\n\
+         [[access]]\nrepository = \"*\"\nall_authenticated = [\"pull\", \"push\", \"delete\"]\n",
+        path.display()
+    ))
 }
 
-/// distribution's `auth.htpasswd` section and its bcrypt htpasswd file (cost 5, as
-/// `htpasswd -B` writes by default).
+/// Writes `dir/htpasswd` with one bcrypt line (cost 5, as `htpasswd -B` writes by default).
+fn write_htpasswd(dir: &Path, user: &str, password: &str) -> Result<PathBuf, String> {
+    let hash = bcrypt::hash(password, 5).map_err(|e| e.to_string())?;
+    let path = dir.join("htpasswd");
+    std::fs::write(&path, format!("{user}:{hash}\n")).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// distribution's `auth.htpasswd` section and its htpasswd file.
 fn distribution_basic_auth_config(
     dir: &Path,
     user: &str,
     password: &str,
 ) -> Result<String, String> {
-    let hash = bcrypt::hash(password, 5).map_err(|e| e.to_string())?;
-    let path = dir.join("htpasswd");
-    std::fs::write(&path, format!("{user}:{hash}\n")).map_err(|e| e.to_string())?;
+    let path = write_htpasswd(dir, user, password)?;
     Ok(format!(
         "auth:\n  htpasswd:\n    realm: holdfast-bench\n    path: \"{}\"\n",
         path.display()
