@@ -19,6 +19,8 @@
 //! - `HOLDFAST_BENCH_ALLOW_MISSING=1`: without `docker-registry`, run holdfast alone; without
 //!   `wrk`, skip the request-rate workloads (otherwise a missing tool is an error);
 //! - `HOLDFAST_BENCH_DISTRIBUTION=PATH`, `HOLDFAST_BENCH_WRK=PATH`: other binaries;
+//!   `HOLDFAST_BENCH_BINARY=PATH`: another holdfast (full mode otherwise builds and measures
+//!   the release binary as shipped, see `holdfast_binary`);
 //! - `HOLDFAST_BENCH_ONLY=startup,blobs,manifest,images,lists,uploads`: run only these
 //!   workload groups (for profiling one of them; the server PIDs are printed per round);
 //! - `HOLDFAST_BENCH_AUTH=both|none|basic`: the auth variants to run (default `both`: every
@@ -389,11 +391,12 @@ fn main() {
 async fn run(s: Settings) -> Result<(), String> {
     let wall = Instant::now();
     let variants = Auth::variants_from_env()?;
+    let (binary, build) = holdfast_binary(&s)?;
     let mut reports = Vec::new();
     let mut kinds = Vec::new();
     for auth in variants {
         println!("\n######## auth variant: {}", auth.name());
-        let (report, k) = run_variant(s.clone(), auth).await?;
+        let (report, k) = run_variant(s.clone(), auth, &binary, build).await?;
         reports.push(report);
         kinds = k;
     }
@@ -427,23 +430,56 @@ async fn run(s: Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// The holdfast binary under test, and how it was built.
+///
+/// Full mode measures the binary that ships. `cargo test` links a variant of its own: the
+/// dev-dependencies add features to crates the program shares with them (tokio's `full`,
+/// getrandom, regex…), which changes its code and its symbol names (so `src/link/startup.ld`
+/// matches it only by the hash-less names). So a full run with a release harness first runs
+/// `cargo build --release --locked --bin holdfast`, which relinks `target/release/holdfast`
+/// as shipped, and measures that. `HOLDFAST_BENCH_BINARY=PATH` measures another binary.
+fn holdfast_binary(s: &Settings) -> Result<(PathBuf, &'static str), String> {
+    if let Some(path) = std::env::var_os("HOLDFAST_BENCH_BINARY") {
+        return Ok((PathBuf::from(path), "given by HOLDFAST_BENCH_BINARY"));
+    }
+    let test_build = PathBuf::from(env!("CARGO_BIN_EXE_holdfast"));
+    let release = test_build.components().any(|c| c.as_os_str() == "release");
+    if !release {
+        return Ok((test_build, "debug build"));
+    }
+    if !s.full {
+        return Ok((test_build, "release, test build"));
+    }
+    println!("== building holdfast as shipped: cargo build --release --locked --bin holdfast");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--locked", "--bin", "holdfast"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .map_err(|e| format!("run cargo build --release: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build --release failed ({status})"));
+    }
+    Ok((test_build, "release, as shipped: cargo build --release"))
+}
+
 /// One auth variant: starts both servers, populates them, runs the rounds, prints the
 /// table; returns the variant's JSON report and the servers that ran.
-async fn run_variant(s: Settings, auth: Auth) -> Result<(serde_json::Value, Vec<Kind>), String> {
+async fn run_variant(
+    s: Settings,
+    auth: Auth,
+    binary: &Path,
+    build: &str,
+) -> Result<(serde_json::Value, Vec<Kind>), String> {
     let wall = Instant::now();
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_holdfast"));
-    let release = binary.components().any(|c| c.as_os_str() == "release");
+    let release = build.starts_with("release");
     println!(
         "== holdfast benchmark, {} mode, {} round(s)",
         s.mode(),
         s.rounds
     );
     println!("   full run: HOLDFAST_BENCH=full cargo test --release --test bench -- --nocapture");
-    println!(
-        "   holdfast binary: {} ({})",
-        binary.display(),
-        if release { "release" } else { "debug build" }
-    );
+    println!("   holdfast binary: {} ({build})", binary.display());
     if s.full && !release {
         println!("   WARNING: full mode with a debug build of holdfast: numbers are meaningless; use --release");
     }
@@ -496,7 +532,7 @@ async fn run_variant(s: Settings, auth: Auth) -> Result<(serde_json::Value, Vec<
             report.skipped.push(format!("{id}: wrk missing"));
         }
     }
-    let holdfast_version = version_of(&binary, &["--version"]);
+    let holdfast_version = version_of(binary, &["--version"]);
     let distribution_version = tools
         .distribution
         .as_deref()
@@ -559,7 +595,7 @@ async fn run_variant(s: Settings, auth: Auth) -> Result<(serde_json::Value, Vec<
     let pool = Bytes::from(pseudo_random(0x4b1d, s.pool));
 
     // ---- servers ----
-    let mut hf = Server::holdfast(&work.join("holdfast"), &binary, &auth, tools.setpriv)?;
+    let mut hf = Server::holdfast(&work.join("holdfast"), binary, &auth, tools.setpriv)?;
     hf.start().await?;
     let mut servers = vec![hf];
     if let Some(dist_bin) = &tools.distribution {
@@ -783,7 +819,7 @@ async fn run_variant(s: Settings, auth: Auth) -> Result<(serde_json::Value, Vec<
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "wall_seconds": wall.elapsed().as_secs_f64(),
         "units": {"MB": "10^6 bytes", "MiB": "2^20 bytes"},
-        "holdfast": {"binary": binary.display().to_string(), "release": release, "version": holdfast_version},
+        "holdfast": {"binary": binary.display().to_string(), "release": release, "build": build, "version": holdfast_version},
         "distribution": {"binary": tools.distribution.as_ref().map(|p| p.display().to_string()), "version": distribution_version},
         "load_generator": {"wrk": wrk_version},
         "machine": {
