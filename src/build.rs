@@ -22,7 +22,9 @@ fn main() {
         return;
     }
     if let Some(reason) = skip_reason() {
-        println!("cargo:warning=start-up function ordering is off: {reason}");
+        println!(
+            "cargo:warning=release layout (start-up order, packed relocations) is off: {reason}"
+        );
         return;
     }
     let manifest_dir = env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
@@ -32,9 +34,9 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
 }
 
-/// Why the ordering cannot be applied to this release build, if it cannot.
-/// `--symbol-ordering-file` is an LLD option: Rust links x86_64 Linux binaries with its
-/// bundled LLD from 1.90 on, unless the build names another linker.
+/// Why this release build links without the layout, if it does. The script (with `INSERT`)
+/// and `-z pack-relative-relocs` are checked with the LLD that Rust bundles and links x86_64
+/// Linux binaries with from 1.90 on; another linker is not assumed to take them.
 fn skip_reason() -> Option<String> {
     if env::var("HOLDFAST_LINK_ORDER").as_deref() == Ok("0") {
         return Some("HOLDFAST_LINK_ORDER=0".into());
