@@ -36,7 +36,26 @@ pub struct Api {
 impl Api {
     /// HTTP/1.1 only, keep-alive, generous timeout (`timeout` bounds every request).
     pub fn new(server: &Server, proto: Proto, timeout: Duration) -> Api {
-        let b = server.client_builder().timeout(timeout).tcp_nodelay(true);
+        Api::for_base(
+            &server.base,
+            &server.ca_pem(),
+            server.auth_header.as_deref(),
+            proto,
+            timeout,
+        )
+    }
+
+    /// The same client for any `https://` base trusting `ca_pem`.
+    pub fn for_base(
+        base: &str,
+        ca_pem: &[u8],
+        auth_header: Option<&str>,
+        proto: Proto,
+        timeout: Duration,
+    ) -> Api {
+        let b = crate::servers::client_builder_for(ca_pem, auth_header)
+            .timeout(timeout)
+            .tcp_nodelay(true);
         let b = match proto {
             Proto::H1 => b.http1_only(),
             // Windows large enough that flow control does not limit a loopback transfer;
@@ -49,7 +68,7 @@ impl Api {
         };
         Api {
             c: b.build().expect("build HTTP client"),
-            base: server.base.clone(),
+            base: base.to_owned(),
         }
     }
 

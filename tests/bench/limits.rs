@@ -1,7 +1,9 @@
 //! The machine's own limits, measured in the same run as the servers, so each result can be
 //! read against what the hardware allows: single-core SHA-256 (the `sha2` crate, as holdfast
 //! uses it), TLS throughput on loopback (rustls with ring on both ends, the holdfast
-//! certificate, one direction), and an fsync'd sequential write to the disk the servers use.
+//! certificate, one direction, the cipher suite holdfast negotiates with the harness), and an
+//! fsync'd sequential write to the disk the servers use. It also finds which suite each
+//! server picks for the harness's client, since the bulk cipher sets the pull ceiling.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -65,41 +67,85 @@ pub fn fsync_write_rate(dir: &Path, pool: &Bytes, bytes: u64) -> std::io::Result
     Ok(rate)
 }
 
-/// Pushes `bytes` bytes from a rustls server to a rustls client over one loopback TCP
-/// connection; returns MB/s (from the end of the handshake to the last byte read) and the
-/// cipher suite.
-pub async fn tls_loopback_rate(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-    ca_pem: &[u8],
-    pool: Bytes,
-    bytes: u64,
-) -> Result<(f64, String), String> {
+/// A rustls client configuration as the harness's HTTP client has it (ring's default suite
+/// order, AES-256-GCM first) trusting `ca_pem`.
+fn client_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::pki_types::CertificateDer;
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("server.crt: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("server.key: {e}"))?;
-    let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem) {
         roots
             .add(c.map_err(|e| format!("ca.crt: {e}"))?)
             .map_err(|e| e.to_string())?;
     }
-    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+/// The cipher suite the server at `base` (`https://127.0.0.1:PORT`) picks for a client with
+/// the harness's preferences.
+pub async fn negotiated_suite(base: &str, ca_pem: &[u8]) -> Result<rustls::CipherSuite, String> {
+    use rustls::pki_types::ServerName;
+
+    let addr = base
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{base}: not an https:// address"))?;
+    let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca_pem)?));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let tls = tokio::time::timeout(Duration::from_secs(30), connector.connect(name, tcp))
+        .await
+        .map_err(|_| format!("{addr}: TLS handshake timed out"))?
+        .map_err(|e| format!("{addr}: TLS handshake: {e}"))?;
+    tls.get_ref()
+        .1
+        .negotiated_cipher_suite()
+        .map(|c| c.suite())
+        .ok_or_else(|| format!("{addr}: no cipher suite after the handshake"))
+}
+
+/// Pushes `bytes` bytes from a rustls server to a rustls client over one loopback TCP
+/// connection; returns MB/s (from the end of the handshake to the last byte read) and the
+/// cipher suite. With `suite`, the server offers only that one (the one the registries
+/// serve), else the client's preference decides.
+pub async fn tls_loopback_rate(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    ca_pem: &[u8],
+    suite: Option<rustls::CipherSuite>,
+    pool: Bytes,
+    bytes: u64,
+) -> Result<(f64, String), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    let mut server_provider = rustls::crypto::ring::default_provider();
+    if let Some(suite) = suite {
+        server_provider.cipher_suites.retain(|s| s.suite() == suite);
+        if server_provider.cipher_suites.is_empty() {
+            return Err(format!("TLS loopback: ring has no suite {suite:?}"));
+        }
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("server.crt: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("server.key: {e}"))?;
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(server_provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    let client_config = client_config(ca_pem)?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

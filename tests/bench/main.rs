@@ -30,6 +30,7 @@
 //! Nothing is installed: `apt-get install docker-registry wrk` provides the tools.
 
 mod api;
+mod ceiling;
 mod data;
 mod limits;
 mod populate;
@@ -79,6 +80,9 @@ pub struct Settings {
     pub idle_settle: Duration,
     pub sha_bytes: u64,
     pub tls_bytes: u64,
+    /// Pulls per server, protocol and round; each set of pulls follows a TLS probe, so the
+    /// pull/TLS comparison is made from measurements taken moments apart.
+    pub pull_repeats: usize,
     pub fsync_bytes: u64,
     pub request_timeout: Duration,
 }
@@ -112,6 +116,7 @@ impl Settings {
                 idle_settle: Duration::from_secs(1),
                 sha_bytes: GIB,
                 tls_bytes: GIB,
+                pull_repeats: 3,
                 fsync_bytes: GIB,
                 request_timeout: Duration::from_secs(600),
             }
@@ -136,6 +141,7 @@ impl Settings {
                 idle_settle: Duration::from_millis(200),
                 sha_bytes: 16 * MIB,
                 tls_bytes: 32 * MIB,
+                pull_repeats: 1,
                 fsync_bytes: 32 * MIB,
                 request_timeout: Duration::from_secs(120),
             }
@@ -618,6 +624,17 @@ async fn run_variant(
         (read(&cert)?, read(&key)?, read(&ca)?)
     };
     let mut limit_samples = LimitSamples::default();
+    // The bulk cipher sets the pull ceiling: record what each server picks for the harness's
+    // client, and probe loopback TLS with holdfast's pick.
+    for srv in servers.iter() {
+        let suite = limits::negotiated_suite(&srv.base, &tls_files.2).await?;
+        if srv.kind == Kind::Holdfast {
+            limit_samples.suite = Some(suite);
+        }
+        limit_samples
+            .suites
+            .push((srv.kind.to_string(), format!("{suite:?}")));
+    }
 
     // ---- populate: seed via the API, replicate on disk, verify via the API ----
     let t = Instant::now();
@@ -674,6 +691,8 @@ async fn run_variant(
         wrk: tools.wrk.clone(),
         work_dir: work.clone(),
         uploads,
+        tls: tls_files.clone(),
+        tls_suite: limit_samples.suite,
     };
 
     // ---- rounds: every workload A then B ----
@@ -702,11 +721,15 @@ async fn run_variant(
             .await?;
         }
         if only.contains(&"blobs") {
+            let mut near = workloads::PullLimits::default();
             step(
                 "blob push and pull",
-                workloads::big_blobs(&ctx, &mut report, &mut servers, round),
+                workloads::big_blobs(&ctx, &mut report, &mut servers, round, &mut near),
             )
             .await?;
+            limit_samples.tls.extend(near.tls);
+            limit_samples.ceiling_h1.extend(near.ceiling_h1);
+            limit_samples.ceiling_h2.extend(near.ceiling_h2);
         }
         if only.contains(&"manifest") {
             step(
@@ -777,10 +800,44 @@ async fn run_variant(
         size_text(s.sha_bytes)
     );
     println!(
-        "   TLS on loopback (rustls/ring both ends, {}): {:.0} MB/s over {}",
+        "   TLS on loopback (rustls/ring both ends, {}): {:.0} MB/s over {} \
+         ({} measurement(s): one per round, one before each set of pulls; samples: {})",
         limits.tls_cipher,
         limits.tls_loopback_mb_s,
-        size_text(s.tls_bytes)
+        size_text(s.tls_bytes),
+        limit_samples.tls.len(),
+        limit_samples
+            .tls
+            .iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !limit_samples.ceiling_h1.is_empty() {
+        let m = |v: &[f64]| report::median(v).unwrap_or(f64::NAN);
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "   pull ceiling of the harness's client (in-process hyper server, body from memory): \
+             HTTP/1.1 {:.0} MB/s (samples: {}), HTTP/2 {:.0} MB/s (samples: {})",
+            m(&limit_samples.ceiling_h1),
+            list(&limit_samples.ceiling_h1),
+            m(&limit_samples.ceiling_h2),
+            list(&limit_samples.ceiling_h2),
+        );
+    }
+    println!(
+        "   TLS suite each server picks for the harness's client: {}",
+        limit_samples
+            .suites
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "   sequential write + fsync, same disk: {:.0} MB/s over {} (samples: {})",
@@ -827,10 +884,15 @@ async fn run_variant(
             "sha256_mb_s": limits.sha256_mb_s,
             "tls_loopback_mb_s": limits.tls_loopback_mb_s,
             "tls_cipher": limits.tls_cipher,
+            "pull_ceiling_h1_mb_s": report::median(&limit_samples.ceiling_h1),
+            "pull_ceiling_h2_mb_s": report::median(&limit_samples.ceiling_h2),
+            "tls_suites": limit_samples.suites.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "fsync_write_mb_s": limits.fsync_write_mb_s,
             "samples": {
                 "sha256_mb_s": limit_samples.sha,
                 "tls_loopback_mb_s": limit_samples.tls,
+                "pull_ceiling_h1_mb_s": limit_samples.ceiling_h1,
+                "pull_ceiling_h2_mb_s": limit_samples.ceiling_h2,
                 "fsync_write_mb_s": limit_samples.disk,
             },
             "filesystem": fs_text,
@@ -862,6 +924,13 @@ struct LimitSamples {
     tls: Vec<f64>,
     disk: Vec<f64>,
     cipher: String,
+    /// The harness client's pull ceiling (an in-process hyper server, `ceiling`).
+    ceiling_h1: Vec<f64>,
+    ceiling_h2: Vec<f64>,
+    /// The suite the TLS probe is limited to (holdfast's pick).
+    suite: Option<rustls::CipherSuite>,
+    /// (server, suite it picked).
+    suites: Vec<(String, String)>,
 }
 
 impl LimitSamples {
@@ -878,7 +947,7 @@ impl LimitSamples {
             .await
             .map_err(|e| e.to_string())?;
         let (tls, cipher) =
-            limits::tls_loopback_rate(cert, key, ca, pool.clone(), s.tls_bytes).await?;
+            limits::tls_loopback_rate(cert, key, ca, self.suite, pool.clone(), s.tls_bytes).await?;
         let p = pool.clone();
         let dir = dir.to_path_buf();
         let fsync_bytes = s.fsync_bytes;

@@ -299,11 +299,6 @@ impl Server {
             .unwrap_or_else(|e| panic!("read CA {}: {e}", self.ca_path.display()))
     }
 
-    /// A client that trusts only the servers' CA and sends the variant's credentials.
-    pub fn client_builder(&self) -> reqwest::ClientBuilder {
-        client_builder_for(&self.ca_pem(), self.auth_header.as_deref())
-    }
-
     /// The last lines of the server's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();

@@ -26,6 +26,10 @@ pub struct Ctx {
     pub work_dir: PathBuf,
     /// The blobs of the concurrent-upload memory workload, with digests (made once).
     pub uploads: Vec<(Synth, String)>,
+    /// holdfast's certificate, key and CA (PEM), for the TLS probes next to the pulls.
+    pub tls: (Vec<u8>, Vec<u8>, Vec<u8>),
+    /// The suite holdfast picks for the harness's client; the probes use it.
+    pub tls_suite: Option<rustls::CipherSuite>,
 }
 
 fn mb_s(bytes: u64, d: Duration) -> f64 {
@@ -111,13 +115,25 @@ pub async fn startup_and_idle(
     Ok(())
 }
 
-/// 1 and 2: push a large blob monolithically and chunked, pull it over HTTP/1.1 and HTTP/2,
-/// then delete the stored bytes (disk hygiene; not timed).
+/// Limits measured next to the pulls, MB/s: the bare TLS probe and the harness client's
+/// pull ceiling (`ceiling`) over HTTP/1.1 and HTTP/2.
+#[derive(Default)]
+pub struct PullLimits {
+    pub tls: Vec<f64>,
+    pub ceiling_h1: Vec<f64>,
+    pub ceiling_h2: Vec<f64>,
+}
+
+/// 1 and 2: push a large blob monolithically and chunked, pull it over HTTP/1.1 and HTTP/2
+/// (`pull_repeats` times, each time right after the loopback TLS probe and the client's
+/// pull ceiling, which go to `limits`), then delete the stored bytes (disk hygiene; not
+/// timed).
 pub async fn big_blobs(
     ctx: &Ctx,
     report: &mut Report,
     servers: &mut [Server],
     round: usize,
+    limits: &mut PullLimits,
 ) -> ApiResult<()> {
     let size = ctx.s.big_blob;
     let repo = "bench/push";
@@ -146,22 +162,51 @@ pub async fn big_blobs(
             api.pull_blob(repo, &chunked_d, true).await?;
         }
     }
-    for (id, proto, version) in [
-        ("pull_h1", Proto::H1, reqwest::Version::HTTP_11),
-        ("pull_h2", Proto::H2, reqwest::Version::HTTP_2),
-    ] {
-        for s in servers.iter() {
-            let api = Api::new(s, proto, ctx.s.request_timeout);
-            let t = Instant::now();
-            let (n, v) = api.pull_blob(repo, &mono_d, false).await?;
-            let took = t.elapsed();
-            if n != size || v != version {
-                return Err(format!(
-                    "{}: pull got {n} bytes over {v:?}, expected {size} over {version:?}",
-                    s.kind
-                ));
+    for _ in 0..ctx.s.pull_repeats {
+        let (cert, key, ca) = &ctx.tls;
+        let (rate, _) = crate::limits::tls_loopback_rate(
+            cert,
+            key,
+            ca,
+            ctx.tls_suite,
+            ctx.pool.clone(),
+            ctx.s.tls_bytes,
+        )
+        .await?;
+        limits.tls.push(rate);
+        for (proto, into) in [
+            (Proto::H1, &mut limits.ceiling_h1),
+            (Proto::H2, &mut limits.ceiling_h2),
+        ] {
+            into.push(
+                crate::ceiling::pull_ceiling(
+                    &ctx.tls,
+                    ctx.tls_suite,
+                    ctx.pool.clone(),
+                    size,
+                    proto,
+                    ctx.s.request_timeout,
+                )
+                .await?,
+            );
+        }
+        for (id, proto, version) in [
+            ("pull_h1", Proto::H1, reqwest::Version::HTTP_11),
+            ("pull_h2", Proto::H2, reqwest::Version::HTTP_2),
+        ] {
+            for s in servers.iter() {
+                let api = Api::new(s, proto, ctx.s.request_timeout);
+                let t = Instant::now();
+                let (n, v) = api.pull_blob(repo, &mono_d, false).await?;
+                let took = t.elapsed();
+                if n != size || v != version {
+                    return Err(format!(
+                        "{}: pull got {n} bytes over {v:?}, expected {size} over {version:?}",
+                        s.kind
+                    ));
+                }
+                report.add(id, s.kind, mb_s(size, took));
             }
-            report.add(id, s.kind, mb_s(size, took));
         }
     }
     for s in servers.iter() {
