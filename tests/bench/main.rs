@@ -206,6 +206,20 @@ fn define_metrics(r: &mut Report, s: &Settings) {
         Higher,
         Target::AtLeastAndTls(1.3, 0.85),
     ));
+    for (id, text) in CPU_PER_GIB.into_iter().zip([
+        "server CPU per GiB pulled, HTTP/1.1",
+        "client CPU per GiB pulled, HTTP/1.1",
+        "server CPU per GiB pulled, HTTP/2",
+        "client CPU per GiB pulled, HTTP/2",
+    ]) {
+        r.define(m(
+            id,
+            format!("2 (reference) {text}"),
+            "s/GiB",
+            Lower,
+            Target::None,
+        ));
+    }
     let conns = s.manifest_connections;
     r.define(m(
         "manifest_rps",
@@ -314,11 +328,28 @@ fn define_metrics(r: &mut Report, s: &Settings) {
 }
 
 /// Workload groups (what `HOLDFAST_BENCH_ONLY` selects) and the metrics each produces.
+/// Reference rows: CPU seconds per GiB pulled, server and client, HTTP/1.1 and HTTP/2.
+const CPU_PER_GIB: [&str; 4] = [
+    "pull_h1_server_cpu",
+    "pull_h1_client_cpu",
+    "pull_h2_server_cpu",
+    "pull_h2_client_cpu",
+];
+
 const GROUPS: [(&str, &[&str]); 6] = [
     ("startup", &["startup", "idle_rss", "idle_rss_anon"]),
     (
         "blobs",
-        &["push_mono", "push_chunked", "pull_h1", "pull_h2"],
+        &[
+            "push_mono",
+            "push_chunked",
+            "pull_h1",
+            "pull_h2",
+            CPU_PER_GIB[0],
+            CPU_PER_GIB[1],
+            CPU_PER_GIB[2],
+            CPU_PER_GIB[3],
+        ],
     ),
     (
         "manifest",
@@ -503,6 +534,13 @@ async fn run_variant(
                     .skipped
                     .push(format!("{id}: not selected (HOLDFAST_BENCH_ONLY)"));
             }
+        }
+    }
+    if !s.full {
+        for id in CPU_PER_GIB {
+            report.skipped.push(format!(
+                "{id}: smoke transfers are shorter than CPU accounting's 10 ms ticks"
+            ));
         }
     }
     let how = "install with `apt-get install docker-registry wrk`";

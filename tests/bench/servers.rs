@@ -501,6 +501,21 @@ pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
     })
 }
 
+/// CPU time (user + system, all threads) a process has used so far, in seconds; `"self"`
+/// for the harness itself. Kernel accounting in clock ticks (10 ms here), so meaningful over
+/// transfers of a second or so, not single requests.
+pub fn proc_cpu_seconds(pid: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may contain spaces: count fields after its `)`.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
+}
+
 /// Resets the process's peak RSS (`VmHWM`) to its current RSS. Needs write access to
 /// `/proc/<pid>/clear_refs` (same user or root).
 pub fn reset_peak_rss(pid: u32) -> bool {

@@ -13,10 +13,15 @@ use crate::api::{Api, ApiResult, Image, Proto, MANIFEST_ACCEPT};
 use crate::data::{Rng, Synth};
 use crate::populate::Population;
 use crate::report::Report;
-use crate::servers::{proc_status_kib, reset_peak_rss, Server};
+use crate::servers::{proc_cpu_seconds, proc_status_kib, reset_peak_rss, Server};
 use crate::Settings;
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// CPU seconds used so far by a process (`"self"`: the harness), or an error naming it.
+fn cpu_of(pid: &str) -> Result<f64, String> {
+    proc_cpu_seconds(pid).ok_or_else(|| format!("cannot read the CPU time of process {pid}"))
+}
 
 pub struct Ctx {
     pub s: Settings,
@@ -196,9 +201,12 @@ pub async fn big_blobs(
         ] {
             for s in servers.iter() {
                 let api = Api::new(s, proto, ctx.s.request_timeout);
+                let server_pid = s.pid().to_string();
+                let cpu_before = (cpu_of(&server_pid)?, cpu_of("self")?);
                 let t = Instant::now();
                 let (n, v) = api.pull_blob(repo, &mono_d, false).await?;
                 let took = t.elapsed();
+                let cpu_after = (cpu_of(&server_pid)?, cpu_of("self")?);
                 if n != size || v != version {
                     return Err(format!(
                         "{}: pull got {n} bytes over {v:?}, expected {size} over {version:?}",
@@ -206,6 +214,17 @@ pub async fn big_blobs(
                     ));
                 }
                 report.add(id, s.kind, mb_s(size, took));
+                // CPU per GiB moved, server and client: what each side spends, which a
+                // shared two-core machine's noise moves far less than the rate. The kernel
+                // counts it in 10 ms ticks, too coarse for a smoke run's 8 MiB (those rows
+                // are skipped there).
+                if ctx.s.full {
+                    let gib = size as f64 / (1u64 << 30) as f64;
+                    let server = (cpu_after.0 - cpu_before.0) / gib;
+                    let client = (cpu_after.1 - cpu_before.1) / gib;
+                    report.add(&format!("{id}_server_cpu"), s.kind, server);
+                    report.add(&format!("{id}_client_cpu"), s.kind, client);
+                }
             }
         }
     }
