@@ -768,6 +768,9 @@ async fn run_variant(
             limit_samples.tls.extend(near.tls);
             limit_samples.ceiling_h1.extend(near.ceiling_h1);
             limit_samples.ceiling_h2.extend(near.ceiling_h2);
+            limit_samples.tls_cpu.extend(near.tls_cpu);
+            limit_samples.ceiling_h1_cpu.extend(near.ceiling_h1_cpu);
+            limit_samples.ceiling_h2_cpu.extend(near.ceiling_h2_cpu);
         }
         if only.contains(&"manifest") {
             step(
@@ -867,6 +870,25 @@ async fn run_variant(
             m(&limit_samples.ceiling_h2),
             list(&limit_samples.ceiling_h2),
         );
+        if !limit_samples.tls_cpu.is_empty() {
+            let list2 = |v: &[f64]| {
+                v.iter()
+                    .map(|x| format!("{x:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            println!(
+                "   CPU per GiB, both ends together (compare with a pull's server + client CPU): \
+                 TLS probe {:.2} s (samples: {}), ceiling HTTP/1.1 {:.2} s (samples: {}), \
+                 HTTP/2 {:.2} s (samples: {})",
+                m(&limit_samples.tls_cpu),
+                list2(&limit_samples.tls_cpu),
+                m(&limit_samples.ceiling_h1_cpu),
+                list2(&limit_samples.ceiling_h1_cpu),
+                m(&limit_samples.ceiling_h2_cpu),
+                list2(&limit_samples.ceiling_h2_cpu),
+            );
+        }
     }
     println!(
         "   TLS suite each server picks for the harness's client: {}",
@@ -924,6 +946,9 @@ async fn run_variant(
             "tls_cipher": limits.tls_cipher,
             "pull_ceiling_h1_mb_s": report::median(&limit_samples.ceiling_h1),
             "pull_ceiling_h2_mb_s": report::median(&limit_samples.ceiling_h2),
+            "tls_loopback_cpu_s_per_gib": report::median(&limit_samples.tls_cpu),
+            "pull_ceiling_h1_cpu_s_per_gib": report::median(&limit_samples.ceiling_h1_cpu),
+            "pull_ceiling_h2_cpu_s_per_gib": report::median(&limit_samples.ceiling_h2_cpu),
             "tls_suites": limit_samples.suites.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "fsync_write_mb_s": limits.fsync_write_mb_s,
             "samples": {
@@ -931,6 +956,9 @@ async fn run_variant(
                 "tls_loopback_mb_s": limit_samples.tls,
                 "pull_ceiling_h1_mb_s": limit_samples.ceiling_h1,
                 "pull_ceiling_h2_mb_s": limit_samples.ceiling_h2,
+                "tls_loopback_cpu_s_per_gib": limit_samples.tls_cpu,
+                "pull_ceiling_h1_cpu_s_per_gib": limit_samples.ceiling_h1_cpu,
+                "pull_ceiling_h2_cpu_s_per_gib": limit_samples.ceiling_h2_cpu,
                 "fsync_write_mb_s": limit_samples.disk,
             },
             "filesystem": fs_text,
@@ -965,6 +993,11 @@ struct LimitSamples {
     /// The harness client's pull ceiling (an in-process hyper server, `ceiling`).
     ceiling_h1: Vec<f64>,
     ceiling_h2: Vec<f64>,
+    /// CPU seconds per GiB (both ends, full runs) of the TLS probes next to the pulls and
+    /// of the ceiling pulls.
+    tls_cpu: Vec<f64>,
+    ceiling_h1_cpu: Vec<f64>,
+    ceiling_h2_cpu: Vec<f64>,
     /// The suite the TLS probe is limited to (holdfast's pick).
     suite: Option<rustls::CipherSuite>,
     /// (server, suite it picked).

@@ -121,12 +121,17 @@ pub async fn startup_and_idle(
 }
 
 /// Limits measured next to the pulls, MB/s: the bare TLS probe and the harness client's
-/// pull ceiling (`ceiling`) over HTTP/1.1 and HTTP/2.
+/// pull ceiling (`ceiling`) over HTTP/1.1 and HTTP/2; in full runs also the CPU seconds
+/// per GiB each of them cost, both ends together (they run inside the harness), to set
+/// beside a pull's server + client CPU.
 #[derive(Default)]
 pub struct PullLimits {
     pub tls: Vec<f64>,
     pub ceiling_h1: Vec<f64>,
     pub ceiling_h2: Vec<f64>,
+    pub tls_cpu: Vec<f64>,
+    pub ceiling_h1_cpu: Vec<f64>,
+    pub ceiling_h2_cpu: Vec<f64>,
 }
 
 /// 1 and 2: push a large blob monolithically and chunked, pull it over HTTP/1.1 and HTTP/2
@@ -169,6 +174,7 @@ pub async fn big_blobs(
     }
     for _ in 0..ctx.s.pull_repeats {
         let (cert, key, ca) = &ctx.tls;
+        let cpu_before = cpu_of("self")?;
         let (rate, _) = crate::limits::tls_loopback_rate(
             cert,
             key,
@@ -179,10 +185,23 @@ pub async fn big_blobs(
         )
         .await?;
         limits.tls.push(rate);
-        for (proto, into) in [
-            (Proto::H1, &mut limits.ceiling_h1),
-            (Proto::H2, &mut limits.ceiling_h2),
+        if ctx.s.full {
+            let gib = ctx.s.tls_bytes as f64 / (1u64 << 30) as f64;
+            limits.tls_cpu.push((cpu_of("self")? - cpu_before) / gib);
+        }
+        for (proto, into, cpu_into) in [
+            (
+                Proto::H1,
+                &mut limits.ceiling_h1,
+                &mut limits.ceiling_h1_cpu,
+            ),
+            (
+                Proto::H2,
+                &mut limits.ceiling_h2,
+                &mut limits.ceiling_h2_cpu,
+            ),
         ] {
+            let cpu_before = cpu_of("self")?;
             into.push(
                 crate::ceiling::pull_ceiling(
                     &ctx.tls,
@@ -194,6 +213,10 @@ pub async fn big_blobs(
                 )
                 .await?,
             );
+            if ctx.s.full {
+                let gib = size as f64 / (1u64 << 30) as f64;
+                cpu_into.push((cpu_of("self")? - cpu_before) / gib);
+            }
         }
         for (id, proto, version) in [
             ("pull_h1", Proto::H1, reqwest::Version::HTTP_11),

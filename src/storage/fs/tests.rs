@@ -175,6 +175,28 @@ async fn upload_in_chunks_then_finish() {
 }
 
 #[tokio::test]
+async fn upload_spanning_write_behind_windows_is_intact() {
+    // Writeback starts on the blocking pool while later bytes are still being written:
+    // the committed blob must be exactly what was sent.
+    let (_t, s) = open();
+    let r = repo("library/big");
+    let data = pattern(13 * (1 << 20) + 4321);
+    let id = s.upload_start(&r).await.unwrap();
+    let mut at = 0u64;
+    for part in data.chunks(5 << 20) {
+        let pieces: Vec<Vec<u8>> = part.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+        at = s
+            .upload_append(&r, &id, Some(at), body(pieces), u64::MAX)
+            .await
+            .unwrap();
+    }
+    assert_eq!(at, data.len() as u64);
+    let d = sha256(&data);
+    assert_eq!(s.upload_finish(&r, &id, &d).await.unwrap(), at);
+    assert_eq!(s.blob_read_all(&d).await.unwrap(), data);
+}
+
+#[tokio::test]
 async fn empty_upload_finishes() {
     let (_t, s) = open();
     let r = repo("a");
