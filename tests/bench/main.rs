@@ -327,7 +327,6 @@ fn define_metrics(r: &mut Report, s: &Settings) {
     ));
 }
 
-/// Workload groups (what `HOLDFAST_BENCH_ONLY` selects) and the metrics each produces.
 /// Reference rows: CPU seconds per GiB pulled, server and client, HTTP/1.1 and HTTP/2.
 const CPU_PER_GIB: [&str; 4] = [
     "pull_h1_server_cpu",
@@ -336,6 +335,7 @@ const CPU_PER_GIB: [&str; 4] = [
     "pull_h2_client_cpu",
 ];
 
+/// Workload groups (what `HOLDFAST_BENCH_ONLY` selects) and the metrics each produces.
 const GROUPS: [(&str, &[&str]); 6] = [
     ("startup", &["startup", "idle_rss", "idle_rss_anon"]),
     (
@@ -856,9 +856,9 @@ async fn run_variant(
     );
     if !limit_samples.ceiling_h1.is_empty() {
         let m = |v: &[f64]| report::median(v).unwrap_or(f64::NAN);
-        let list = |v: &[f64]| {
+        let list = |v: &[f64], digits: usize| {
             v.iter()
-                .map(|x| format!("{x:.0}"))
+                .map(|x| format!("{x:.digits$}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -866,27 +866,21 @@ async fn run_variant(
             "   pull ceiling of the harness's client (in-process hyper server, body from memory): \
              HTTP/1.1 {:.0} MB/s (samples: {}), HTTP/2 {:.0} MB/s (samples: {})",
             m(&limit_samples.ceiling_h1),
-            list(&limit_samples.ceiling_h1),
+            list(&limit_samples.ceiling_h1, 0),
             m(&limit_samples.ceiling_h2),
-            list(&limit_samples.ceiling_h2),
+            list(&limit_samples.ceiling_h2, 0),
         );
         if !limit_samples.tls_cpu.is_empty() {
-            let list2 = |v: &[f64]| {
-                v.iter()
-                    .map(|x| format!("{x:.2}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             println!(
                 "   CPU per GiB, both ends together (compare with a pull's server + client CPU): \
                  TLS probe {:.2} s (samples: {}), ceiling HTTP/1.1 {:.2} s (samples: {}), \
                  HTTP/2 {:.2} s (samples: {})",
                 m(&limit_samples.tls_cpu),
-                list2(&limit_samples.tls_cpu),
+                list(&limit_samples.tls_cpu, 2),
                 m(&limit_samples.ceiling_h1_cpu),
-                list2(&limit_samples.ceiling_h1_cpu),
+                list(&limit_samples.ceiling_h1_cpu, 2),
                 m(&limit_samples.ceiling_h2_cpu),
-                list2(&limit_samples.ceiling_h2_cpu),
+                list(&limit_samples.ceiling_h2_cpu, 2),
             );
         }
     }
