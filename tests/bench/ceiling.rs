@@ -29,23 +29,7 @@ pub async fn pull_ceiling(
     proto: Proto,
     timeout: Duration,
 ) -> ApiResult<f64> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let mut provider = rustls::crypto::ring::default_provider();
-    if let Some(suite) = suite {
-        provider.cipher_suites.retain(|s| s.suite() == suite);
-    }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("server.crt: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("server.key: {e}"))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
+    let mut config = crate::limits::server_config(cert_pem, key_pem, suite)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 

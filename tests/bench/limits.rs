@@ -113,25 +113,20 @@ pub async fn negotiated_suite(base: &str, ca_pem: &[u8]) -> Result<rustls::Ciphe
         .ok_or_else(|| format!("{addr}: no cipher suite after the handshake"))
 }
 
-/// Pushes `bytes` bytes from a rustls server to a rustls client over one loopback TCP
-/// connection; returns MB/s (from the end of the handshake to the last byte read) and the
-/// cipher suite. With `suite`, the server offers only that one (the one the registries
-/// serve), else the client's preference decides.
-pub async fn tls_loopback_rate(
+/// A rustls server configuration with holdfast's certificate; with `suite`, offering only that
+/// one (the one the registries serve), else ring's default list.
+pub fn server_config(
     cert_pem: &[u8],
     key_pem: &[u8],
-    ca_pem: &[u8],
     suite: Option<rustls::CipherSuite>,
-    pool: Bytes,
-    bytes: u64,
-) -> Result<(f64, String), String> {
+) -> Result<rustls::ServerConfig, String> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-    let mut server_provider = rustls::crypto::ring::default_provider();
+    let mut provider = rustls::crypto::ring::default_provider();
     if let Some(suite) = suite {
-        server_provider.cipher_suites.retain(|s| s.suite() == suite);
-        if server_provider.cipher_suites.is_empty() {
+        provider.cipher_suites.retain(|s| s.suite() == suite);
+        if provider.cipher_suites.is_empty() {
             return Err(format!("TLS loopback: ring has no suite {suite:?}"));
         }
     }
@@ -139,52 +134,39 @@ pub async fn tls_loopback_rate(
         .collect::<Result<_, _>>()
         .map_err(|e| format!("server.crt: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("server.key: {e}"))?;
-    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(server_provider))
+    rustls::ServerConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
-    let client_config = client_config(ca_pem)?;
+        .map_err(|e| e.to_string())
+}
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await?;
-        tcp.set_nodelay(true)?;
-        let mut tls = acceptor.accept(tcp).await?;
-        let mut done = 0u64;
-        while done < bytes {
-            let off = (done % pool.len() as u64) as usize;
-            let n = (bytes - done)
-                .min(PIECE as u64)
-                .min((pool.len() - off) as u64) as usize;
-            tls.write_all(&pool[off..off + n]).await?;
-            done += n as u64;
-        }
-        tls.shutdown().await?;
-        Ok::<_, std::io::Error>(())
-    });
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS handshake: {e}"))?;
-    let cipher = tls
-        .get_ref()
-        .1
-        .negotiated_cipher_suite()
-        .map(|c| format!("{:?}", c.suite()))
-        .unwrap_or_default();
-    let started = Instant::now();
+/// The sending end of a TLS probe: `bytes` bytes from `pool` (repeated) in 1 MiB writes, then
+/// close_notify.
+pub async fn send_stream<W: tokio::io::AsyncWrite + Unpin>(
+    tls: &mut W,
+    pool: &[u8],
+    bytes: u64,
+) -> std::io::Result<()> {
+    let mut done = 0u64;
+    while done < bytes {
+        let off = (done % pool.len() as u64) as usize;
+        let n = (bytes - done)
+            .min(PIECE as u64)
+            .min((pool.len() - off) as u64) as usize;
+        tls.write_all(&pool[off..off + n]).await?;
+        done += n as u64;
+    }
+    tls.shutdown().await
+}
+
+/// The receiving end of a TLS probe: reads up to `bytes` bytes into one 256 KiB buffer;
+/// returns how many arrived.
+pub async fn receive_stream<R: tokio::io::AsyncRead + Unpin>(
+    tls: &mut R,
+    bytes: u64,
+) -> Result<u64, String> {
     let mut buf = vec![0u8; 256 << 10];
     let mut got = 0u64;
     let deadline = Duration::from_secs(300);
@@ -198,6 +180,60 @@ pub async fn tls_loopback_rate(
         }
         got += n as u64;
     }
+    Ok(got)
+}
+
+/// Connects to a TLS probe's sender on `addr` as the harness's client would.
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    ca_pem: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    use rustls::pki_types::ServerName;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca_pem)?));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))
+}
+
+/// Pushes `bytes` bytes from a rustls server to a rustls client over one loopback TCP
+/// connection, both inside this process; returns MB/s (from the end of the handshake to the
+/// last byte read) and the cipher suite. With `suite`, the server offers only that one (the
+/// one the registries serve), else the client's preference decides.
+pub async fn tls_loopback_rate(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    ca_pem: &[u8],
+    suite: Option<rustls::CipherSuite>,
+    pool: Bytes,
+    bytes: u64,
+) -> Result<(f64, String), String> {
+    let server_config = server_config(cert_pem, key_pem, suite)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await?;
+        tcp.set_nodelay(true)?;
+        let mut tls = acceptor.accept(tcp).await?;
+        send_stream(&mut tls, &pool, bytes).await
+    });
+    let mut tls = connect(addr, ca_pem).await?;
+    let cipher = tls
+        .get_ref()
+        .1
+        .negotiated_cipher_suite()
+        .map(|c| format!("{:?}", c.suite()))
+        .unwrap_or_default();
+    let started = Instant::now();
+    let got = receive_stream(&mut tls, bytes).await?;
     let took = started.elapsed();
     server
         .await

@@ -35,6 +35,7 @@ mod data;
 mod limits;
 mod populate;
 mod report;
+mod sender;
 mod servers;
 mod workloads;
 mod wrk;
@@ -408,6 +409,9 @@ fn json_path() -> PathBuf {
 }
 
 fn main() {
+    if let Some(code) = sender::run_if_sender() {
+        std::process::exit(code);
+    }
     let settings = Settings::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -766,6 +770,13 @@ async fn run_variant(
             )
             .await?;
             limit_samples.tls.extend(near.tls);
+            limit_samples.two_process.extend(near.tls_two_process);
+            limit_samples
+                .two_process_sender_cpu
+                .extend(near.tls_two_process_sender_cpu);
+            limit_samples
+                .two_process_receiver_cpu
+                .extend(near.tls_two_process_receiver_cpu);
             limit_samples.ceiling_h1.extend(near.ceiling_h1);
             limit_samples.ceiling_h2.extend(near.ceiling_h2);
             limit_samples.tls_cpu.extend(near.tls_cpu);
@@ -854,14 +865,31 @@ async fn run_variant(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let m = |v: &[f64]| report::median(v).unwrap_or(f64::NAN);
+    let list = |v: &[f64], digits: usize| {
+        v.iter()
+            .map(|x| format!("{x:.digits$}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !limit_samples.two_process.is_empty() {
+        println!(
+            "   TLS between two processes (the same probe, its sender another process): \
+             {:.0} MB/s (samples: {})",
+            m(&limit_samples.two_process),
+            list(&limit_samples.two_process, 0),
+        );
+        if !limit_samples.two_process_sender_cpu.is_empty() {
+            println!(
+                "   its CPU per GiB: sender {:.2} s (samples: {}), receiver {:.2} s (samples: {})",
+                m(&limit_samples.two_process_sender_cpu),
+                list(&limit_samples.two_process_sender_cpu, 2),
+                m(&limit_samples.two_process_receiver_cpu),
+                list(&limit_samples.two_process_receiver_cpu, 2),
+            );
+        }
+    }
     if !limit_samples.ceiling_h1.is_empty() {
-        let m = |v: &[f64]| report::median(v).unwrap_or(f64::NAN);
-        let list = |v: &[f64], digits: usize| {
-            v.iter()
-                .map(|x| format!("{x:.digits$}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         println!(
             "   pull ceiling of the harness's client (in-process hyper server, body from memory): \
              HTTP/1.1 {:.0} MB/s (samples: {}), HTTP/2 {:.0} MB/s (samples: {})",
@@ -911,6 +939,20 @@ async fn run_variant(
         s.rounds
     );
     print!("{}", report.table(&limits, judge));
+    // The pull target is set against the in-process probe; a registry is another process.
+    if let Some(two) = report::median(&limit_samples.two_process) {
+        for id in ["pull_h1", "pull_h2"] {
+            let pulled = report.metrics.iter().find(|x| x.id == id);
+            if let Some(h) = pulled.and_then(|x| x.median(Kind::Holdfast)) {
+                println!(
+                    "   {id}: holdfast at {:.0}% of loopback TLS in one process, {:.0}% of TLS \
+                     between two processes",
+                    100.0 * h / limits.tls_loopback_mb_s,
+                    100.0 * h / two
+                );
+            }
+        }
+    }
     if !judge {
         println!(
             "   smoke mode: small sizes, one round, usually a debug build: targets are not judged"
@@ -938,6 +980,9 @@ async fn run_variant(
             "sha256_mb_s": limits.sha256_mb_s,
             "tls_loopback_mb_s": limits.tls_loopback_mb_s,
             "tls_cipher": limits.tls_cipher,
+            "tls_two_process_mb_s": report::median(&limit_samples.two_process),
+            "tls_two_process_sender_cpu_s_per_gib": report::median(&limit_samples.two_process_sender_cpu),
+            "tls_two_process_receiver_cpu_s_per_gib": report::median(&limit_samples.two_process_receiver_cpu),
             "pull_ceiling_h1_mb_s": report::median(&limit_samples.ceiling_h1),
             "pull_ceiling_h2_mb_s": report::median(&limit_samples.ceiling_h2),
             "tls_loopback_cpu_s_per_gib": report::median(&limit_samples.tls_cpu),
@@ -948,6 +993,9 @@ async fn run_variant(
             "samples": {
                 "sha256_mb_s": limit_samples.sha,
                 "tls_loopback_mb_s": limit_samples.tls,
+                "tls_two_process_mb_s": limit_samples.two_process,
+                "tls_two_process_sender_cpu_s_per_gib": limit_samples.two_process_sender_cpu,
+                "tls_two_process_receiver_cpu_s_per_gib": limit_samples.two_process_receiver_cpu,
                 "pull_ceiling_h1_mb_s": limit_samples.ceiling_h1,
                 "pull_ceiling_h2_mb_s": limit_samples.ceiling_h2,
                 "tls_loopback_cpu_s_per_gib": limit_samples.tls_cpu,
@@ -984,6 +1032,11 @@ struct LimitSamples {
     tls: Vec<f64>,
     disk: Vec<f64>,
     cipher: String,
+    /// The TLS probe with its sender in another process (`sender`), MB/s, and (full runs)
+    /// each end's CPU seconds per GiB.
+    two_process: Vec<f64>,
+    two_process_sender_cpu: Vec<f64>,
+    two_process_receiver_cpu: Vec<f64>,
     /// The harness client's pull ceiling (an in-process hyper server, `ceiling`).
     ceiling_h1: Vec<f64>,
     ceiling_h2: Vec<f64>,

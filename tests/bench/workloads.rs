@@ -120,13 +120,17 @@ pub async fn startup_and_idle(
     Ok(())
 }
 
-/// Limits measured next to the pulls, MB/s: the bare TLS probe and the harness client's
-/// pull ceiling (`ceiling`) over HTTP/1.1 and HTTP/2; in full runs also the CPU seconds
-/// per GiB each of them cost, both ends together (they run inside the harness), to set
-/// beside a pull's server + client CPU.
+/// Limits measured next to the pulls, MB/s: the bare TLS probe, the same between two
+/// processes (`sender`) and the harness client's pull ceiling (`ceiling`) over HTTP/1.1 and
+/// HTTP/2; in full runs also the CPU seconds per GiB each of them cost (both ends together
+/// for those inside the harness, each end for the two processes), to set beside a pull's
+/// server and client CPU.
 #[derive(Default)]
 pub struct PullLimits {
     pub tls: Vec<f64>,
+    pub tls_two_process: Vec<f64>,
+    pub tls_two_process_sender_cpu: Vec<f64>,
+    pub tls_two_process_receiver_cpu: Vec<f64>,
     pub ceiling_h1: Vec<f64>,
     pub ceiling_h2: Vec<f64>,
     pub tls_cpu: Vec<f64>,
@@ -135,7 +139,7 @@ pub struct PullLimits {
 }
 
 /// 1 and 2: push a large blob monolithically and chunked, pull it over HTTP/1.1 and HTTP/2
-/// (`pull_repeats` times, each time right after the loopback TLS probe and the client's
+/// (`pull_repeats` times, each time right after the loopback TLS probes and the client's
 /// pull ceiling, which go to `limits`), then delete the stored bytes (disk hygiene; not
 /// timed).
 pub async fn big_blobs(
@@ -188,6 +192,18 @@ pub async fn big_blobs(
         if ctx.s.full {
             let gib = ctx.s.tls_bytes as f64 / (1u64 << 30) as f64;
             limits.tls_cpu.push((cpu_of("self")? - cpu_before) / gib);
+        }
+        let two = crate::sender::two_process_rate(
+            &ctx.tls,
+            ctx.tls_suite,
+            ctx.s.tls_bytes,
+            &ctx.work_dir.join("tls-sender"),
+        )
+        .await?;
+        limits.tls_two_process.push(two.mb_s);
+        if ctx.s.full {
+            limits.tls_two_process_sender_cpu.push(two.sender_cpu);
+            limits.tls_two_process_receiver_cpu.push(two.receiver_cpu);
         }
         for (proto, into, cpu_into) in [
             (
