@@ -102,6 +102,32 @@ pub(super) fn write_atomic(tmp_dir: &Path, target: &Path, data: &[u8]) -> io::Re
     res
 }
 
+/// Records a link (`_layers/…`, `_manifests/revisions/…`): a file whose name is the digest
+/// and whose existence is the record, made durable by fsyncing its directory. The content,
+/// the digest string for people reading the tree, is written but not fsynced, and nothing
+/// reads it: after a crash it may be empty, and the link still says what it said. That is
+/// one fsync fewer per link than `write_atomic` (per blob upload, four become three).
+/// Existing links are left as they are.
+pub(super) fn create_link(target: &Path, content: &[u8]) -> io::Result<()> {
+    let parent = target
+        .parent()
+        .ok_or_else(|| io::Error::other("link has no parent directory"))?;
+    ensure_dir(parent)?;
+    match OpenOptions::new().write(true).create_new(true).open(target) {
+        Ok(mut f) => {
+            if let Err(e) = f.write_all(content) {
+                // Failed (a full disk): no link, as if never begun.
+                let _ = fs::remove_file(target);
+                return Err(e);
+            }
+        }
+        // Another request linked it; its entry may not be synced yet, so sync anyway.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    sync_dir(parent)
+}
+
 /// Removes a file durably; `NotFound` when it was not there.
 pub(super) fn remove_durable(path: &Path) -> StorageResult<()> {
     fs::remove_file(path).map_err(not_found)?;

@@ -1,19 +1,22 @@
 //! The default storage backend: a directory tree on the local filesystem. It owns the layout
 //! under the data root, the crash-safety of every write (content becomes visible only by an
-//! atomic rename after it was verified and fsync'd), and the in-memory indexes (catalog, tag
-//! sets, upload hash state) that keep hot paths from re-reading directories. It assumes this
-//! process is the only writer of the data root.
+//! atomic rename after it was verified and fsync'd; links, whose existence is the record, by
+//! a durable directory entry), and the in-memory indexes (catalog, tag sets, upload hash
+//! state) that keep hot paths from re-reading directories. It assumes this process is the
+//! only writer of the data root.
 //!
 //! ```text
 //! blobs/<alg>/<2 hex>/<hex>                                      content
-//! repositories/<name>/_layers/<alg>/<hex>                        blob link (digest string)
-//! repositories/<name>/_manifests/revisions/<alg>/<hex>           manifest link
+//! repositories/<name>/_layers/<alg>/<hex>                        blob link (digest string*)
+//! repositories/<name>/_manifests/revisions/<alg>/<hex>           manifest link (same*)
 //! repositories/<name>/_manifests/tags/<tag>                      digest string
 //! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>         referrer descriptor JSON
 //! uploads/<id>/{repo,data}                                       upload session
 //! tmp/                                                           temp files of atomic writes
 //! tmp/delete-<hex>/                                              a deleted repository's links
 //! ```
+//!
+//! \* A link's existence is the record; its content may be empty after a crash (`create_link`).
 //!
 //! Name components never start with `_` (grammar), so `_layers` etc. cannot collide with a
 //! nested repository, and a repository's own metadata is exactly its `_`-prefixed entries.
@@ -39,7 +42,7 @@ use bytes::Bytes;
 use tokio::sync::{Mutex, OwnedRwLockReadGuard, RwLock};
 
 use self::atomic::{
-    blocking, ensure_dir, not_found, read_digest_file, remove_durable, write_atomic,
+    blocking, create_link, ensure_dir, not_found, read_digest_file, remove_durable, write_atomic,
 };
 use self::read::ChunkReader;
 use self::uploads::SessionSlot;
@@ -201,14 +204,13 @@ impl FsStorage {
 
     /// Writes a link file unless it is already there (links are immutable: content = name).
     async fn put_link(&self, gate: Gate, target: PathBuf, digest: &Digest) -> StorageResult<()> {
-        let inner = self.inner.clone();
         let data = digest.to_string();
         blocking(move || {
             let _gate = gate;
             if target.is_file() {
                 return Ok(());
             }
-            Ok(write_atomic(&inner.layout.tmp, &target, data.as_bytes())?)
+            Ok(create_link(&target, data.as_bytes())?)
         })
         .await
     }
@@ -710,5 +712,5 @@ fn link_blob_blocking(inner: &Inner, repo: &str, digest: &Digest) -> io::Result<
     if target.is_file() {
         return Ok(());
     }
-    write_atomic(&inner.layout.tmp, &target, digest.to_string().as_bytes())
+    create_link(&target, digest.to_string().as_bytes())
 }

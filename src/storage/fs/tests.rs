@@ -538,6 +538,44 @@ async fn links() {
     ));
 }
 
+/// A link is a file named by the digest, holding the digest string, written in place (no
+/// temp file left in `tmp/`); its existence is the record, so an empty one (what a crash
+/// can leave, its content not being fsynced) still links, and an upload committing over it
+/// keeps it.
+#[tokio::test]
+async fn links_are_named_files_and_count_even_when_empty() {
+    let (t, s) = open();
+    let r = repo("a/b");
+    let data = b"layer".to_vec();
+    let d = sha256(&data);
+    s.link_blob(&r, &d).await.unwrap();
+    let link = t
+        .path()
+        .join("repositories/a/b/_layers/sha256")
+        .join(d.hex());
+    assert_eq!(std::fs::read_to_string(&link).unwrap(), d.to_string());
+    s.link_manifest(&r, &d).await.unwrap();
+    let revision = t
+        .path()
+        .join("repositories/a/b/_manifests/revisions/sha256")
+        .join(d.hex());
+    assert_eq!(std::fs::read_to_string(&revision).unwrap(), d.to_string());
+    assert_eq!(count_files(&t.path().join("tmp")), 0);
+
+    // As after a crash that kept the directory entry but not the content.
+    std::fs::write(&link, b"").unwrap();
+    std::fs::write(&revision, b"").unwrap();
+    assert!(s.blob_linked(&r, &d).await.unwrap());
+    assert!(s.manifest_linked(&r, &d).await.unwrap());
+    let id = s.upload_start(&r).await.unwrap();
+    s.upload_append(&r, &id, None, body(vec![data.clone()]), u64::MAX)
+        .await
+        .unwrap();
+    s.upload_finish(&r, &id, &d).await.unwrap();
+    assert!(s.blob_linked(&r, &d).await.unwrap());
+    assert_eq!(read_stream(&s, &d, None).await.2, data);
+}
+
 #[tokio::test]
 async fn catalog_pages() {
     let dir = tempfile::tempdir().unwrap();
