@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
 use crate::api::{Api, ApiResult, Proto};
-use crate::data::PIECE;
+use crate::data::pool_pieces;
 
 /// Serves `bytes` bytes (from `pool`, repeated) for any request over TLS on a loopback port,
 /// pulls them once with the harness's client speaking `proto`, and returns MB/s.
@@ -44,13 +44,8 @@ pub async fn pull_ceiling(
         let service = hyper::service::service_fn(move |_req| {
             let pool = pool.clone();
             async move {
-                let pieces = (0..bytes.div_ceil(PIECE as u64)).map(move |i| {
-                    let start = i * PIECE as u64;
-                    let n = (bytes - start).min(PIECE as u64) as usize;
-                    let off = (start % pool.len() as u64) as usize;
-                    let n = n.min(pool.len() - off);
-                    Ok::<_, Infallible>(Frame::data(pool.slice(off..off + n)))
-                });
+                let pieces = pool_pieces(pool.len(), bytes)
+                    .map(move |piece| Ok::<_, Infallible>(Frame::data(pool.slice(piece))));
                 let body = StreamBody::new(futures_util::stream::iter(pieces));
                 Ok::<_, Infallible>(
                     http::Response::builder()

@@ -15,6 +15,22 @@ use sha2::Digest as _;
 /// How large the pieces of a streamed body are.
 pub const PIECE: usize = 1 << 20;
 
+/// The pieces of a `bytes`-long stream cut from a pool of `pool_len` bytes, repeated: ranges
+/// into the pool of at most `PIECE` bytes that never cross its end and add up to `bytes`.
+pub fn pool_pieces(pool_len: usize, bytes: u64) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let mut done = 0u64;
+    std::iter::from_fn(move || {
+        (done < bytes && pool_len > 0).then(|| {
+            let off = (done % pool_len as u64) as usize;
+            let n = (bytes - done)
+                .min(PIECE as u64)
+                .min((pool_len - off) as u64) as usize;
+            done += n as u64;
+            off..off + n
+        })
+    })
+}
+
 /// Deterministic pseudo-random bytes (splitmix64).
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use sha2::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::data::PIECE;
+use crate::data::{pool_pieces, PIECE};
 
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -51,14 +51,8 @@ pub fn fsync_write_rate(dir: &Path, pool: &Bytes, bytes: u64) -> std::io::Result
     let started = Instant::now();
     {
         let mut f = std::fs::File::create(&path)?;
-        let mut done = 0u64;
-        while done < bytes {
-            let off = (done % pool.len() as u64) as usize;
-            let n = (bytes - done)
-                .min(PIECE as u64)
-                .min((pool.len() - off) as u64) as usize;
-            f.write_all(&pool[off..off + n])?;
-            done += n as u64;
+        for piece in pool_pieces(pool.len(), bytes) {
+            f.write_all(&pool[piece])?;
         }
         f.sync_all()?;
     }
@@ -149,14 +143,8 @@ pub async fn send_stream<W: tokio::io::AsyncWrite + Unpin>(
     pool: &[u8],
     bytes: u64,
 ) -> std::io::Result<()> {
-    let mut done = 0u64;
-    while done < bytes {
-        let off = (done % pool.len() as u64) as usize;
-        let n = (bytes - done)
-            .min(PIECE as u64)
-            .min((pool.len() - off) as u64) as usize;
-        tls.write_all(&pool[off..off + n]).await?;
-        done += n as u64;
+    for piece in pool_pieces(pool.len(), bytes) {
+        tls.write_all(&pool[piece]).await?;
     }
     tls.shutdown().await
 }
